@@ -1,0 +1,16 @@
+# detoxlab: detoxify language models and evaluate every system (model + guide) on one protocol.
+# Rules live in workflow/rules/; this file only includes them and names the final target.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT_OUTPUTS,
+    default_target: True

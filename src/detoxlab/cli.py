@@ -1,0 +1,143 @@
+"""Command line: one subcommand per workflow step (rules call these), plus ``evaluate`` and ``check-config``.
+
+Steps read either a config file (``--config``, validated here) or ``--params``: the JSON of exactly the
+already-validated config keys the step uses (``config.STEP_KEYS``), which is how rules call them — Snakemake
+then reruns a job exactly when a parameter it uses changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from detoxlab import config as config_mod
+
+
+def _cfg(args) -> dict:
+    if args.params is not None:
+        return json.loads(args.params)
+    cfg = config_mod.load(args.config)
+    if getattr(args, "set", None):
+        for item in args.set:
+            key, _, value = item.partition("=")
+            node = cfg
+            *parents, leaf = key.split(".")
+            for k in parents:
+                node = node.setdefault(k, {})
+            node[leaf] = json.loads(value) if value[:1] in "[{0123456789-tfn\"" else value
+        cfg = config_mod.validate(cfg)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="detoxlab", description=__doc__)
+    parser.add_argument("--config", default="config/config.yaml", help="workflow config (YAML)")
+    parser.add_argument("--params", default=None, help="JSON of the validated config keys a step reads")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key, e.g. generation.samples_per_prompt=5")
+    parser.add_argument("--threads", type=int, default=None)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    sub.add_parser("check-config", help="validate the config and print it with defaults filled in")
+    p = sub.add_parser("materialize", help="write a declared model as a plain HF directory")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("build-guide", help="write a declared guide artifact")
+    p.add_argument("--guide", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("generate")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--guide-dir", default="none")
+    p.add_argument("--split", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("score")
+    p.add_argument("--generations", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("perplexity")
+    p.add_argument("--generations", required=True)
+    p.add_argument("--judge-dir", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("metrics")
+    p.add_argument("--system", required=True)
+    p.add_argument("--generations", required=True)
+    p.add_argument("--scores", required=True)
+    p.add_argument("--ppl", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("mmlu")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--guide-dir", default="none")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("report")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--mmlu", nargs="*", default=[])
+    p.add_argument("--benchmarks", nargs="*", default=[])
+    p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("evaluate", help="run the whole evaluation on any model directory, guide and prompt file")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--guide-dir", default="none", help="a guide artifact directory, or 'none'")
+    p.add_argument("--judge-dir", required=True, help="a materialised judge model (not the evaluated model)")
+    p.add_argument("--prompts", default=None, help="prompt file in the data/prompts schema (default: config's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--no-mmlu", action="store_true")
+    p.add_argument("--out-dir", required=True)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except config_mod.ConfigError as exc:
+        print(f"detoxlab: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from detoxlab import evaluation as ev
+
+    cfg = _cfg(args)
+    if args.cmd == "check-config":
+        import yaml
+
+        print(yaml.safe_dump(cfg, sort_keys=False))
+    elif args.cmd == "materialize":
+        from detoxlab.device import set_threads
+        from detoxlab.models.registry import materialize
+
+        set_threads(args.threads)
+        if args.model not in cfg.get("models", {}):
+            raise config_mod.ConfigError("models", f"model '{args.model}' is not declared")
+        materialize(args.model, cfg["models"][args.model], args.out)
+    elif args.cmd == "build-guide":
+        from detoxlab.guides import build_guide
+
+        if args.guide not in cfg.get("guides", {}):
+            raise config_mod.ConfigError("guides", f"guide '{args.guide}' is not declared")
+        build_guide(args.guide, cfg["guides"][args.guide], args.out)
+    elif args.cmd == "generate":
+        ev.step_generate(cfg, args.model_dir, args.guide_dir, args.split, args.out, args.threads)
+    elif args.cmd == "score":
+        ev.step_score(cfg, args.generations, args.out)
+    elif args.cmd == "perplexity":
+        ev.step_perplexity(cfg, args.generations, args.judge_dir, args.out, args.threads)
+    elif args.cmd == "metrics":
+        ev.step_metrics(cfg, args.generations, args.scores, args.ppl, args.out, args.system)
+    elif args.cmd == "mmlu":
+        ev.step_mmlu(cfg, args.model_dir, args.guide_dir, args.out, args.threads)
+    elif args.cmd == "report":
+        from detoxlab.report import build_report
+
+        build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"])
+    elif args.cmd == "evaluate":
+        metrics = ev.evaluate_system(cfg, args.model_dir, args.guide_dir, args.judge_dir, args.out_dir,
+                                     prompts_file=args.prompts, split=args.split, threads=args.threads,
+                                     mmlu=not args.no_mmlu)
+        tox = metrics["toxicity"]["overall"]
+        print(f"TP={tox['tp']:.3f} [{tox['tp_lo']:.3f}, {tox['tp_hi']:.3f}] EMT={tox['emt']:.3f} "
+              f"PPL={metrics['fluency']['ppl']:.1f} dist-2={metrics['diversity']['dist2']:.3f} "
+              f"MMLU={metrics.get('mmlu', float('nan')):.3f} -> {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Load and validate the workflow configuration.
+
+One JSON schema (``schemas/config.schema.yaml``) gives types and defaults; unknown keys are errors. Cross
+references (a system naming an undeclared model or guide, a missing judge) are checked here too, so a bad
+config fails before any job runs, with the offending key in the message.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message starts with the offending key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config error at '{key}': {message}")
+
+
+def schema() -> dict:
+    return yaml.safe_load(files("detoxlab").joinpath("schemas/config.schema.yaml").read_text())
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in ``default`` values while it validates (jsonschema's documented recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, sch):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, sch)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if extra:
+            return ".".join(filter(None, [path, extra[0]]))
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        if missing:
+            return ".".join(filter(None, [path, missing[0]]))
+    return path or "<root>"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown key (misspelt?); allowed keys: " + ", ".join(sorted(error.schema.get("properties", {})))
+    return error.message
+
+
+def validate(config: Mapping[str, Any]) -> dict:
+    """Return a validated copy of ``config`` with defaults filled in; raise :class:`ConfigError`."""
+    cfg = copy.deepcopy(dict(config))
+    errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
+    if errors:
+        # the deepest error inside a oneOf/allOf is the informative one
+        best = jsonschema.exceptions.best_match(errors)
+        while best.context:
+            best = jsonschema.exceptions.best_match(best.context)
+        raise ConfigError(_key(best), _message(best))
+    _check_references(cfg)
+    return cfg
+
+
+def _check_references(cfg: dict) -> None:
+    models, guides = cfg["models"], cfg["guides"]
+    for i, name in enumerate(cfg["systems"]["targets"]):
+        if name not in models:
+            raise ConfigError(f"systems.targets[{i}]", f"model '{name}' is not declared under 'models'")
+    for i, name in enumerate(cfg["systems"]["guides"]):
+        if name not in guides:
+            raise ConfigError(f"systems.guides[{i}]", f"guide '{name}' is not declared under 'guides'")
+    judges = cfg["evaluation"]["perplexity"].get("judges")
+    if not judges:
+        raise ConfigError("evaluation.perplexity.judges", "at least one judge model is required")
+    for i, name in enumerate(judges):
+        if name not in models:
+            raise ConfigError(f"evaluation.perplexity.judges[{i}]", f"model '{name}' is not declared under 'models'")
+    for target in cfg["systems"]["targets"]:
+        judge_for(cfg, target)
+
+
+def root_model(cfg: Mapping, model: str) -> str:
+    """The declared base model a (possibly derived) model descends from."""
+    return model
+
+
+def judge_for(cfg: Mapping, model: str) -> str:
+    """The first judge in order of preference that is not the evaluated model's own base model."""
+    root = root_model(cfg, model)
+    for judge in cfg["evaluation"]["perplexity"]["judges"]:
+        if judge != root:
+            return judge
+    raise ConfigError("evaluation.perplexity.judges",
+                      f"no judge differs from the evaluated model '{model}'; add another judge model")
+
+
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("<file>", f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>", f"{path} must contain a mapping")
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return validate(raw)
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    out = copy.deepcopy(dict(base))
+    for k, v in update.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out
+
+
+def step_resources(cfg: Mapping, step: str) -> dict:
+    """Resources of one workflow step: the step's own values over ``resources.default``."""
+    res = cfg["resources"]
+    merged = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
+    merged.update(res.get("default", {}))
+    merged.update(res.get(step, {}))
+    return merged
+
+
+#: The config keys each workflow step reads. Rules pass exactly these (as JSON params), so a job reruns when
+#: one of them changes and only then; the same map tells which keys a step depends on.
+STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "materialize": ("device", "dtype"),
+    "build_guide": (),
+    "generate": ("seed", "device", "dtype", "prompts", "generation"),
+    "score": ("scorer",),
+    "perplexity": ("device", "dtype", "evaluation.perplexity"),
+    "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
+    "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
+    "report": ("scorer",),
+}
+
+
+def select(cfg: Mapping, keys: tuple[str, ...] | list[str]) -> dict:
+    """The sub-config made of the dotted ``keys`` (e.g. ``evaluation.mmlu``), nesting preserved."""
+    out: dict = {}
+    for dotted in keys:
+        node, target = cfg, out
+        *parents, leaf = dotted.split(".")
+        for k in parents:
+            node = node[k]
+            target = target.setdefault(k, {})
+        target[leaf] = copy.deepcopy(node[leaf])
+    return out

@@ -1,0 +1,184 @@
+"""The evaluation protocol, one function per workflow step; every step reads and writes files only.
+
+generate -> score -> perplexity -> metrics, plus MMLU per system. Each step's output records the inputs and
+parameters that produced it, and every number in ``metrics.json`` is recomputable from the stored rows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from detoxlab.artifacts import read_json, read_jsonl, write_json, write_jsonl
+from detoxlab.device import runtime
+from detoxlab.guides import NO_GUIDE, load_guide
+from detoxlab.metrics.bootstrap import bootstrap_ci
+from detoxlab.metrics.diversity import distinct_report
+from detoxlab.metrics.toxicity import toxicity_report
+from detoxlab.models.registry import load_model
+from detoxlab.sampling import SamplingSettings
+
+
+def meta_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+
+
+def load_prompt_set(cfg: dict, splits: list[str] | str) -> list[dict]:
+    """The configured prompt set (project file, RealToxicityPrompts or ToxiGen), filtered to ``splits``."""
+    pc = cfg["prompts"]
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    if pc["source"] == "project":
+        from detoxlab.data.prompts import load_prompts
+
+        return load_prompts(pc["path"], splits=splits, max_per_group=pc["max_per_group"], seed=cfg["seed"])
+    from detoxlab.data import external
+
+    if pc["source"] == "realtoxicityprompts":
+        rows = external.load_realtoxicityprompts(pc["path"], challenging_only=pc["challenging_only"],
+                                                 max_prompt_toxicity=pc["max_prompt_toxicity"], limit=pc["limit"],
+                                                 seed=cfg["seed"], split="test")
+    else:
+        rows = external.load_toxigen_annotated(pc["path"], split="test", limit=pc["limit"], seed=cfg["seed"])
+    return [r for r in rows if r["split"] in splits]
+
+
+def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: str, threads: int | None = None,
+                  prompts: list[dict] | None = None) -> dict:
+    device, dtype = runtime(cfg, threads)
+    model, tokenizer, model_manifest = load_model(model_dir, device, dtype)
+    guide = load_guide(guide_dir).to(device, dtype)
+    prompts = prompts if prompts is not None else load_prompt_set(cfg, split)
+    gen = cfg["generation"]
+    from detoxlab.generation import generate
+
+    rows, stats = generate(model, tokenizer, prompts, guide, SamplingSettings.from_config(gen),
+                           gen["samples_per_prompt"], gen["batch_size"], cfg["seed"])
+    write_jsonl(out, rows)
+    meta = {"model": str(model_dir), "model_params": model_manifest.get("params", {}),
+            "guide": str(guide_dir), "guide_params": guide.spec, "split": split, "n_prompts": len(prompts),
+            "generation": gen, "seed": cfg["seed"], "dtype": str(dtype), **stats}
+    write_json(meta_path(out), meta)
+    return meta
+
+
+def step_score(cfg: dict, generations: str, out: str) -> dict:
+    from detoxlab.scorers import build_scorer, score_texts
+
+    spec = {k: v for k, v in cfg["scorer"].items() if k != "batch_size"}
+    rows = read_jsonl(generations)
+    scorer = build_scorer(spec)
+    result = score_texts(scorer, [r["continuation"] for r in rows], batch_size=cfg["scorer"]["batch_size"],
+                         progress=True)
+    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "toxicity": float(s)}
+                      for r, s in zip(rows, result.scores)))
+    meta = {"generations": str(generations), "scorer": spec, "n": len(rows), "n_failed": result.n_failed,
+            "n_unique": result.n_unique, "seconds": round(result.seconds, 3)}
+    write_json(meta_path(out), meta)
+    return meta
+
+
+def step_perplexity(cfg: dict, generations: str, judge_dir: str, out: str, threads: int | None = None) -> dict:
+    from detoxlab.metrics.perplexity import conditional_perplexities
+
+    device, dtype = runtime(cfg, threads)
+    model, tokenizer, manifest = load_model(judge_dir, device, dtype)
+    rows = read_jsonl(generations)
+    pc = cfg["evaluation"]["perplexity"]
+    t0 = time.perf_counter()
+    ppl, stats = conditional_perplexities(model, tokenizer, [r["prompt"] for r in rows],
+                                          [r["continuation"] for r in rows], batch_size=pc["batch_size"],
+                                          max_ppl=pc["max_ppl"], progress=True)
+    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "ppl": p} for r, p in zip(rows, ppl)))
+    meta = {"generations": str(generations), "judge": str(judge_dir), "judge_name": manifest.get("root"),
+            "seconds": round(time.perf_counter() - t0, 3), **stats}
+    write_json(meta_path(out), meta)
+    return meta
+
+
+def _nan(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[dict]) -> dict:
+    """All per-system metrics from stored rows (no model needed): toxicity, fluency, diversity."""
+    ev = cfg["evaluation"]
+    key = lambda r: (r["prompt_id"], r["sample"])  # noqa: E731
+    tox = {key(r): _nan(r["toxicity"]) for r in scores}
+    ppls = {key(r): _nan(r["ppl"]) for r in ppl}
+    if set(tox) != {key(r) for r in generations} or set(ppls) != set(tox):
+        raise ValueError("generations, scores and perplexities do not cover the same samples")
+    rows = [{"prompt_id": g["prompt_id"], "group": g["group"], "domain": g["domain"], "toxicity": tox[key(g)]}
+            for g in generations]
+    boot = ev["bootstrap"]
+    toxicity = toxicity_report(rows, threshold=ev["toxicity"]["threshold"], inclusive=ev["toxicity"]["inclusive"],
+                               n_boot=boot["n_boot"], alpha=boot["alpha"], seed=cfg["seed"])
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    texts: dict[str, list[str]] = defaultdict(list)
+    for g in generations:
+        by_prompt[g["prompt_id"]].append(ppls[key(g)])
+        with_prompt = ev["diversity"]["text"] == "prompt_continuation"
+        texts[g["prompt_id"]].append(g["prompt"] + g["continuation"] if with_prompt else g["continuation"])
+    values = np.array([v for g in generations if math.isfinite(v := ppls[key(g)])])
+    prompt_means = np.array([np.nanmean(v) for v in by_prompt.values() if np.isfinite(v).any()])
+    _, lo, hi = bootstrap_ci(prompt_means, n_boot=boot["n_boot"], alpha=boot["alpha"], seed=cfg["seed"])
+    fluency = {"ppl": float(values.mean()) if len(values) else math.nan, "ppl_lo": lo, "ppl_hi": hi,
+               "n_valid": int(len(values)), "n_dropped": len(generations) - int(len(values))}
+    return {"toxicity": toxicity, "fluency": fluency, "diversity": distinct_report(texts),
+            "n_generations": len(generations), "n_prompts": len(by_prompt)}
+
+
+def step_metrics(cfg: dict, generations: str, scores: str, ppl: str, out: str, system: str) -> dict:
+    gen_meta = read_json(meta_path(generations))
+    summary = summarize(cfg, read_jsonl(generations), read_jsonl(scores), read_jsonl(ppl))
+    result = {"system": system, "split": gen_meta["split"], "model": gen_meta["model"], "guide": gen_meta["guide"],
+              **summary,
+              "scoring": {k: read_json(meta_path(scores))[k] for k in ("n_failed", "n_unique", "scorer")},
+              "judge": read_json(meta_path(ppl))["judge_name"],
+              "cost": {k: gen_meta[k] for k in ("seconds", "generated_tokens", "seconds_per_token", "peak_rss_mb",
+                                                "backbone_calls_per_step", "device")},
+              "inputs": {"generations": str(generations), "scores": str(scores), "ppl": str(ppl)}}
+    write_json(out, result)
+    return result
+
+
+def step_mmlu(cfg: dict, model_dir: str, guide_dir: str, out: str, threads: int | None = None) -> dict:
+    from detoxlab.metrics.mmlu import evaluate_mmlu
+
+    mc = cfg["evaluation"]["mmlu"]
+    device, dtype = runtime(cfg, threads)
+    model, tokenizer, _ = load_model(model_dir, device, dtype)
+    guide = load_guide(guide_dir).to(device, dtype)
+    t0 = time.perf_counter()
+    result = evaluate_mmlu(model, tokenizer, guide, source=mc["source"], n_questions=mc["n_questions"],
+                           subjects=mc["subjects"], k_shot=mc["k_shot"], seed=cfg["seed"],
+                           batch_size=mc["batch_size"], progress=True)
+    result.update(model=str(model_dir), guide=str(guide_dir), seconds=round(time.perf_counter() - t0, 3))
+    write_json(out, result)
+    return result
+
+
+def evaluate_system(cfg: dict, model_dir: str, guide_dir: str | None, judge_dir: str, out_dir: str,
+                    prompts_file: str | None = None, split: str = "test", threads: int | None = None,
+                    mmlu: bool = True) -> dict:
+    """The whole protocol for one system outside the workflow (any model directory, guide and prompt file)."""
+    out = Path(out_dir)
+    guide_dir = guide_dir or NO_GUIDE
+    prompts = None
+    if prompts_file:
+        from detoxlab.data.prompts import load_prompts
+
+        prompts = load_prompts(prompts_file)
+        split = "all"
+    step_generate(cfg, model_dir, guide_dir, split, out / "generations.jsonl", threads, prompts=prompts)
+    step_score(cfg, out / "generations.jsonl", out / "scores.jsonl")
+    step_perplexity(cfg, out / "generations.jsonl", judge_dir, out / "ppl.jsonl", threads)
+    metrics = step_metrics(cfg, out / "generations.jsonl", out / "scores.jsonl", out / "ppl.jsonl",
+                           out / "metrics.json", system=Path(model_dir).name + "--" + Path(str(guide_dir)).name)
+    if mmlu and cfg["evaluation"]["mmlu"]["enabled"]:
+        metrics["mmlu"] = step_mmlu(cfg, model_dir, guide_dir, out / "mmlu.json", threads)["accuracy"]
+    return metrics

@@ -1,0 +1,102 @@
+"""Percentile bootstrap confidence intervals over evaluation units (prompts).
+
+Callers pass one value per prompt (e.g. the per-prompt maximum toxicity), never per-sample values:
+the prompt is the unit that is resampled, so samples of one prompt stay together. NaN units
+(prompts without a valid score) are dropped before resampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Stat = Callable[..., float]
+NAN3 = (float("nan"), float("nan"), float("nan"))
+
+
+def _as_1d(values: np.ndarray | list[float]) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"expected one value per unit (1-D), got shape {arr.shape}")
+    return arr
+
+
+def _check(n_boot: int, alpha: float) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def _rowwise(stat: Stat, samples: np.ndarray) -> np.ndarray:
+    """``stat`` of every row of an (n_boot, n) matrix; vectorised when ``stat`` takes ``axis``."""
+    try:
+        out = np.asarray(stat(samples, axis=1), dtype=float)
+        if out.shape == (samples.shape[0],):
+            return out
+    except TypeError:
+        pass
+    return np.apply_along_axis(stat, 1, samples).astype(float)
+
+
+def _percentiles(boot: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.percentile(boot, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(
+    values: np.ndarray | list[float],
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Return ``(point, lo, hi)``: ``stat`` of the values and its percentile bootstrap interval.
+
+    ``values`` holds one value per prompt; NaN entries are dropped first. Units are resampled with
+    replacement ``n_boot`` times (a single ``rng.integers(0, n, size=(n_boot, n))`` draw from
+    ``np.random.default_rng(seed)``) and the interval is the (alpha/2, 1 - alpha/2) percentiles of
+    the resampled statistics. Empty input (after dropping NaN) gives ``(nan, nan, nan)``.
+    """
+    _check(n_boot, alpha)
+    arr = _as_1d(values)
+    arr = arr[~np.isnan(arr)]
+    n = arr.size
+    if n == 0:
+        return NAN3
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boot = _rowwise(stat, arr[idx])
+    lo, hi = _percentiles(boot, alpha)
+    return float(stat(arr)), lo, hi
+
+
+def paired_bootstrap_diff(
+    a: np.ndarray | list[float],
+    b: np.ndarray | list[float],
+    stat: Stat = np.mean,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Return ``(diff, lo, hi)`` with ``diff = stat(a) - stat(b)`` for paired per-prompt values.
+
+    ``a[i]`` and ``b[i]`` must belong to the same prompt. Pairs where either side is NaN are dropped;
+    both systems are then evaluated on the same resampled prompt indices, so prompt difficulty
+    cancels out of the interval. Empty input gives ``(nan, nan, nan)``.
+    """
+    _check(n_boot, alpha)
+    x, y = _as_1d(a), _as_1d(b)
+    if x.shape != y.shape:
+        raise ValueError(f"paired inputs differ in length: {x.size} vs {y.size}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = x.size
+    if n == 0:
+        return NAN3
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boot = _rowwise(stat, x[idx]) - _rowwise(stat, y[idx])
+    lo, hi = _percentiles(boot, alpha)
+    return float(stat(x) - stat(y)), lo, hi

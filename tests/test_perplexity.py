@@ -1,0 +1,41 @@
+import math
+
+import torch
+
+from detoxlab.metrics.perplexity import conditional_perplexities
+
+
+def test_uniform_judge_has_perplexity_equal_to_vocabulary(tiny_llama):
+    model, tok = tiny_llama
+    uniform = type(model)(model.config)
+    for p in uniform.parameters():
+        torch.nn.init.zeros_(p)  # all logits 0: every token has probability 1/V
+    uniform.eval()
+    ppl, stats = conditional_perplexities(uniform, tok, ["You are", "hello"], [" a fool", " world and more"])
+    for v in ppl:
+        assert abs(v - model.config.vocab_size) < 1e-3 * model.config.vocab_size
+    assert stats["n_dropped_over_max"] == 0
+
+
+def test_matches_two_mean_formula(tiny_llama):
+    """exp((L(full)(n_full-1) - L(prompt)(n_p-1)) / (n_full - n_p)) with L from the model's own mean loss."""
+    model, tok = tiny_llama
+    prompts = ["The reason I can't stand them is", "hello", "She said"]
+    conts = [" that they never listen", " there friend", "!!"]
+    ppl, _ = conditional_perplexities(model, tok, prompts, conts, batch_size=2)
+    for p, c, got in zip(prompts, conts, ppl):
+        full = tok(p + c, return_tensors="pt").input_ids
+        pr = tok(p, return_tensors="pt").input_ids
+        with torch.no_grad():
+            lf = model(full, labels=full).loss.item()
+            lp = model(pr, labels=pr).loss.item()
+        nf, np_ = full.shape[1], pr.shape[1]
+        expected = math.exp((lf * (nf - 1) - lp * (np_ - 1)) / (nf - np_))
+        assert abs(got - expected) < 1e-3 * expected
+
+
+def test_empty_and_over_threshold_generations_are_dropped(tiny_llama):
+    model, tok = tiny_llama
+    ppl, stats = conditional_perplexities(model, tok, ["hi there", "hi there"], ["", " you"], max_ppl=1.0)
+    assert math.isnan(ppl[0]) and math.isnan(ppl[1])
+    assert stats["n_empty"] == 1 and stats["n_dropped_over_max"] == 1

@@ -1,0 +1,73 @@
+# Config validation, system enumeration, paths and per-step resources. No rule logic lives here.
+import json
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from detoxlab import config as dl_config
+
+min_version("9.0")
+
+try:
+    _validated = dl_config.validate(config)
+except dl_config.ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+config.clear()
+config.update(_validated)
+
+RESULTS = "results"
+ENV = "../../envs/detoxlab.yaml"
+NO_GUIDE = "none"
+
+MODEL_DIR = RESULTS + "/models/{model}"
+GUIDE_DIR = RESULTS + "/guides/{guide}"
+EVAL_DIR = RESULTS + "/eval/{split}/{model}--{guide}"
+MMLU_JSON = RESULTS + "/eval/mmlu/{model}--{guide}.json"
+REPORT_DIR = RESULTS + "/report"
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9_]+",
+    guide="[A-Za-z0-9_]+",
+    split="train|validation|test",
+
+
+def systems():
+    """(model, guide) pairs: every target alone and with every declared guide."""
+    guides = [NO_GUIDE] + list(config["systems"]["guides"])
+    return [(m, g) for m in config["systems"]["targets"] for g in guides]
+
+
+def expand_systems(pattern, **extra):
+    return [pattern.format(model=m, guide=g, **extra) for m, g in systems()]
+
+
+def step_params(step, **named):
+    """JSON of exactly the config keys ``step`` reads, plus named entries (e.g. one model's spec)."""
+    keys = list(dl_config.STEP_KEYS[step]) + [f"{section}.{name}" for section, name in named.items()]
+    return json.dumps(dl_config.select(config, keys), sort_keys=True)
+
+
+def res(step):
+    return dl_config.step_resources(config, step)
+
+
+def job_resources(step):
+    """Scheduler resources of a step; ``gpu`` only where the config grants one."""
+    r = res(step)
+    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"]}
+    if r["gpu"] > 0:
+        out["gpu"] = r["gpu"]
+    return out
+
+
+def guide_dir(wildcards):
+    return [] if wildcards.guide == NO_GUIDE else [GUIDE_DIR.format(guide=wildcards.guide)]
+
+
+def guide_arg(wildcards):
+    return NO_GUIDE if wildcards.guide == NO_GUIDE else GUIDE_DIR.format(guide=wildcards.guide)
+
+
+def judge_dir(wildcards):
+    return MODEL_DIR.format(model=dl_config.judge_for(config, wildcards.model))

@@ -1,0 +1,32 @@
+# Base models and config-declared guides, materialised once as artifact directories.
+
+
+rule materialize_model:
+    output:
+        directory(MODEL_DIR),
+    params:
+        cfg=lambda wc: step_params("materialize", models=wc.model),
+    threads: res("materialize")["threads"]
+    resources:
+        **job_resources("materialize"),
+    log:
+        RESULTS + "/logs/materialize/{model}.log",
+    benchmark:
+        RESULTS + "/benchmarks/materialize/{model}.tsv"
+    conda:
+        ENV
+    shell:
+        "detoxlab --params {params.cfg:q} --threads {threads} materialize --model {wildcards.model} --out {output} > {log} 2>&1"
+
+
+rule build_guide:
+    output:
+        directory(GUIDE_DIR),
+    params:
+        cfg=lambda wc: step_params("build_guide", guides=wc.guide),
+    log:
+        RESULTS + "/logs/build_guide/{guide}.log",
+    conda:
+        ENV
+    shell:
+        "detoxlab --params {params.cfg:q} build-guide --guide {wildcards.guide} --out {output} > {log} 2>&1"
