@@ -1,7 +1,11 @@
 # detoxlab: detoxify language models and evaluate every system (model + guide) on one protocol.
 # Rules live in workflow/rules/; this file only includes them and names the final target.
 
-configfile: "config/config.yaml"
+# The embedded default, unless configs are named with --configfile (which then replace it, not merge into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"

@@ -14,24 +14,28 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory) -> Path:
+TINY_LLAMA = {"source": "tiny_random", "arch": "llama", "vocab_size": 384, "hidden_size": 32, "layers": 2,
+              "heads": 2, "seed": 0}
+TINY_GEMMA = {"source": "tiny_random", "arch": "gemma3", "vocab_size": 512, "hidden_size": 32, "layers": 2,
+              "heads": 2, "seed": 1}
+
+
+def _materialize(factory, name: str, spec: dict) -> Path:
     from detoxlab.models.registry import materialize
 
-    out = tmp_path_factory.mktemp("models") / "tiny_llama"
-    materialize("tiny_llama", {"source": "tiny_random", "arch": "llama", "vocab_size": 384, "hidden_size": 32,
-                               "layers": 2, "heads": 2, "seed": 0}, out)
+    out = factory.mktemp("models") / name
+    materialize(name, spec, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return _materialize(tmp_path_factory, "tiny_llama", TINY_LLAMA)
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma_dir(tmp_path_factory) -> Path:
-    from detoxlab.models.registry import materialize
-
-    out = tmp_path_factory.mktemp("models") / "tiny_gemma"
-    materialize("tiny_gemma", {"source": "tiny_random", "arch": "gemma3", "vocab_size": 512, "hidden_size": 32,
-                               "layers": 2, "heads": 2, "seed": 1}, out)
-    return out
+    return _materialize(tmp_path_factory, "tiny_gemma", TINY_GEMMA)
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-try:
-    import detoxlab  # noqa: F401
-except ModuleNotFoundError:  # running from a checkout without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from detoxlab.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
 from detoxlab.metrics.diversity import distinct_n, distinct_n_prompt, distinct_report

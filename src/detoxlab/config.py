@@ -80,7 +80,23 @@ def validate(config: Mapping[str, Any]) -> dict:
     return cfg
 
 
+def _check_models_resolvable(cfg: dict) -> None:
+    """Catch a missing model before any job runs (hub ids can only be checked when downloaded)."""
+    import importlib.util
+
+    for name, spec in cfg["models"].items():
+        if spec["source"] == "gguf_pypi" and importlib.util.find_spec(spec["package"]) is None:
+            raise ConfigError(f"models.{name}.package", f"Python package '{spec['package']}' is not installed "
+                              "(scripts/setup.sh installs the model wheels of requirements/assets.txt)")
+        if spec["source"] == "hf" and spec["path"].startswith(("/", "./", "../", "~")) \
+                and not Path(spec["path"]).expanduser().is_dir():
+            raise ConfigError(f"models.{name}.path", f"local model directory not found: {spec['path']}")
+
+
 def _check_references(cfg: dict) -> None:
+    _check_models_resolvable(cfg)
+    if cfg["prompts"]["source"] == "project" and not Path(cfg["prompts"]["path"]).is_file():
+        raise ConfigError("prompts.path", f"prompt file not found: {cfg['prompts']['path']}")
     models, guides = cfg["models"], cfg["guides"]
     for i, name in enumerate(cfg["systems"]["targets"]):
         if name not in models:

@@ -15,15 +15,12 @@ except dl_config.ConfigError as exc:
 config.clear()
 config.update(_validated)
 
-RESULTS = "results"
 ENV = "../../envs/detoxlab.yaml"
 NO_GUIDE = "none"
 
-MODEL_DIR = RESULTS + "/models/{model}"
-GUIDE_DIR = RESULTS + "/guides/{guide}"
-EVAL_DIR = RESULTS + "/eval/{split}/{model}--{guide}"
-MMLU_JSON = RESULTS + "/eval/mmlu/{model}--{guide}.json"
-REPORT_DIR = RESULTS + "/report"
+MODEL_DIR = "results/models/{model}"
+GUIDE_DIR = "results/guides/{guide}"
+MMLU_JSON = "results/eval/mmlu/{model}--{guide}.json"
 
 
 wildcard_constraints:

@@ -6,8 +6,8 @@ rule generate:
         model=MODEL_DIR,
         guide=guide_dir,
     output:
-        rows=EVAL_DIR + "/generations.jsonl",
-        meta=EVAL_DIR + "/generations.meta.json",
+        rows="results/eval/{split}/{model}--{guide}/generations.jsonl",
+        meta="results/eval/{split}/{model}--{guide}/generations.meta.json",
     params:
         cfg=step_params("generate"),
         guide=guide_arg,
@@ -15,9 +15,9 @@ rule generate:
     resources:
         **job_resources("generate"),
     log:
-        RESULTS + "/logs/generate/{model}--{guide}@{split}.log",
+        "results/logs/generate/{model}--{guide}@{split}.log",
     benchmark:
-        RESULTS + "/benchmarks/generate/{model}--{guide}@{split}.tsv"
+        "results/benchmarks/generate/{model}--{guide}@{split}.tsv"
     conda:
         ENV
     shell:
@@ -27,19 +27,19 @@ rule generate:
 
 rule score:
     input:
-        EVAL_DIR + "/generations.jsonl",
+        "results/eval/{split}/{model}--{guide}/generations.jsonl",
     output:
-        rows=EVAL_DIR + "/scores.jsonl",
-        meta=EVAL_DIR + "/scores.meta.json",
+        rows="results/eval/{split}/{model}--{guide}/scores.jsonl",
+        meta="results/eval/{split}/{model}--{guide}/scores.meta.json",
     params:
         cfg=step_params("score"),
     threads: res("score")["threads"]
     resources:
         **job_resources("score"),
     log:
-        RESULTS + "/logs/score/{model}--{guide}@{split}.log",
+        "results/logs/score/{model}--{guide}@{split}.log",
     benchmark:
-        RESULTS + "/benchmarks/score/{model}--{guide}@{split}.tsv"
+        "results/benchmarks/score/{model}--{guide}@{split}.tsv"
     conda:
         ENV
     shell:
@@ -48,20 +48,20 @@ rule score:
 
 rule perplexity:
     input:
-        generations=EVAL_DIR + "/generations.jsonl",
+        generations="results/eval/{split}/{model}--{guide}/generations.jsonl",
         judge=judge_dir,
     output:
-        rows=EVAL_DIR + "/ppl.jsonl",
-        meta=EVAL_DIR + "/ppl.meta.json",
+        rows="results/eval/{split}/{model}--{guide}/ppl.jsonl",
+        meta="results/eval/{split}/{model}--{guide}/ppl.meta.json",
     params:
         cfg=step_params("perplexity"),
     threads: res("perplexity")["threads"]
     resources:
         **job_resources("perplexity"),
     log:
-        RESULTS + "/logs/perplexity/{model}--{guide}@{split}.log",
+        "results/logs/perplexity/{model}--{guide}@{split}.log",
     benchmark:
-        RESULTS + "/benchmarks/perplexity/{model}--{guide}@{split}.tsv"
+        "results/benchmarks/perplexity/{model}--{guide}@{split}.tsv"
     conda:
         ENV
     shell:
@@ -71,15 +71,20 @@ rule perplexity:
 
 rule metrics:
     input:
-        generations=EVAL_DIR + "/generations.jsonl",
-        scores=EVAL_DIR + "/scores.jsonl",
-        ppl=EVAL_DIR + "/ppl.jsonl",
+        generations="results/eval/{split}/{model}--{guide}/generations.jsonl",
+        scores="results/eval/{split}/{model}--{guide}/scores.jsonl",
+        ppl="results/eval/{split}/{model}--{guide}/ppl.jsonl",
     output:
-        EVAL_DIR + "/metrics.json",
+        "results/eval/{split}/{model}--{guide}/metrics.json",
     params:
         cfg=step_params("metrics"),
+    threads: res("metrics")["threads"]
+    resources:
+        **job_resources("metrics"),
     log:
-        RESULTS + "/logs/metrics/{model}--{guide}@{split}.log",
+        "results/logs/metrics/{model}--{guide}@{split}.log",
+    benchmark:
+        "results/benchmarks/metrics/{model}--{guide}@{split}.tsv"
     conda:
         ENV
     shell:
@@ -100,9 +105,9 @@ rule mmlu:
     resources:
         **job_resources("mmlu"),
     log:
-        RESULTS + "/logs/mmlu/{model}--{guide}.log",
+        "results/logs/mmlu/{model}--{guide}.log",
     benchmark:
-        RESULTS + "/benchmarks/mmlu/{model}--{guide}.tsv"
+        "results/benchmarks/mmlu/{model}--{guide}.tsv"
     conda:
         ENV
     shell:

@@ -10,9 +10,9 @@ rule materialize_model:
     resources:
         **job_resources("materialize"),
     log:
-        RESULTS + "/logs/materialize/{model}.log",
+        "results/logs/materialize/{model}.log",
     benchmark:
-        RESULTS + "/benchmarks/materialize/{model}.tsv"
+        "results/benchmarks/materialize/{model}.tsv"
     conda:
         ENV
     shell:
@@ -24,8 +24,13 @@ rule build_guide:
         directory(GUIDE_DIR),
     params:
         cfg=lambda wc: step_params("build_guide", guides=wc.guide),
+    threads: res("build_guide")["threads"]
+    resources:
+        **job_resources("build_guide"),
     log:
-        RESULTS + "/logs/build_guide/{guide}.log",
+        "results/logs/build_guide/{guide}.log",
+    benchmark:
+        "results/benchmarks/build_guide/{guide}.tsv"
     conda:
         ENV
     shell:

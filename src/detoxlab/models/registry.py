@@ -125,7 +125,7 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu", dtype:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=False)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"corrupt model directory {model_dir}: {exc}") from exc
+    except Exception as exc:  # safetensors, tokenizers and json raise their own error types
+        raise ArtifactError(f"corrupt model directory {model_dir}: {type(exc).__name__}: {exc}") from exc
     model.to(device).eval()
     return model, _prepare_tokenizer(tokenizer), manifest

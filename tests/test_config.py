@@ -1,0 +1,61 @@
+import copy
+
+import pytest
+import yaml
+
+from detoxlab import config as cfgmod
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def smoke() -> dict:
+    return yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+
+
+def _error(cfg) -> str:
+    with pytest.raises(cfgmod.ConfigError) as exc:
+        cfgmod.validate(cfg)
+    return str(exc.value)
+
+
+def test_shipped_configs_validate_and_fill_defaults(monkeypatch):
+    monkeypatch.chdir(REPO)
+    for name in ("config.yaml", "smoke.yaml"):
+        cfg = cfgmod.load(REPO / "config" / name)
+        assert cfg["evaluation"]["toxicity"]["threshold"] == 0.5
+        assert set(cfg["resources"]) >= {"default", "generate"}
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["generation"].update(top_pp=0.9), "generation.top_pp"),
+    (lambda c: c.update(genration={}), "genration"),
+    (lambda c: c["generation"].update(top_p="high"), "generation.top_p"),
+    (lambda c: c["generation"].update(samples_per_prompt=0), "generation.samples_per_prompt"),
+    (lambda c: c["systems"].update(targets=["nope"]), "systems.targets[0]"),
+    (lambda c: c["systems"].update(guides=["nope"]), "systems.guides[0]"),
+    (lambda c: c["models"]["tiny_llama"].update(source="gguf"), "models.tiny_llama.source"),
+    (lambda c: c["models"].update(m={"source": "gguf_pypi", "package": "no_such_pkg_x", "file": "x.gguf"}),
+     "models.m.package"),
+    (lambda c: c["models"].update(m={"source": "hf", "path": "/no/such/dir"}), "models.m.path"),
+    (lambda c: c["evaluation"]["perplexity"].update(judges=["tiny_llama"]), "evaluation.perplexity.judges"),
+    (lambda c: c["prompts"].update(path="data/prompts/missing.jsonl"), "prompts.path"),
+])
+def test_bad_config_names_the_key(smoke, mutate, key, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = copy.deepcopy(smoke)
+    mutate(cfg)
+    assert f"'{key}'" in _error(cfg)
+
+
+def test_select_keeps_only_the_named_keys(smoke, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = cfgmod.validate(smoke)
+    sub = cfgmod.select(cfg, ["seed", "evaluation.mmlu"])
+    assert sub == {"seed": 0, "evaluation": {"mmlu": cfg["evaluation"]["mmlu"]}}
+
+
+def test_judge_is_never_the_evaluated_model(smoke, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = cfgmod.validate(smoke)
+    assert cfgmod.judge_for(cfg, "tiny_llama") == "tiny_gemma"
+    assert cfgmod.judge_for(cfg, "tiny_gemma") == "tiny_llama"
