@@ -50,7 +50,7 @@ def test_sampler_draws_from_its_distribution():
             return type("O", (), {"logits": self.logits.expand(b, 1, 4), "past_key_values": None})
 
     n = 40000
-    ids = torch.zeros((n, 1), dtype=torch.long)
+    ids = torch.arange(n)[:, None]  # distinct rows: no shared prefill for this cache-less model
     toks, _ = sample(Fixed(), ids, torch.ones_like(ids), SamplingSettings(max_new_tokens=1, top_p=0.81),
                      make_generator(0, torch.device("cpu")), eos_token_id=None, pad_token_id=0)
     freq = torch.bincount(toks[:, 0], minlength=4).float() / n
@@ -115,3 +115,15 @@ def test_rows_stop_at_eos_and_pad_afterwards(tiny_llama):
                      make_generator(0, torch.device("cpu")), tok.eos_token_id, tok.pad_token_id, guide=EosGuide())
     assert n[0] == 1 and toks[0, 0] == tok.eos_token_id
     assert (toks[0, 1:] == tok.pad_token_id).all()
+
+
+def test_shared_prefill_equals_separate_prefill(tiny_gemma_dir):
+    """Repeated prompts share one prefill; the continuation distribution must not change."""
+    model, tok, _ = load_model(tiny_gemma_dir)
+    enc = _batch(tok, ["same prompt here", "other", "same prompt here", "other"])
+    greedy = SamplingSettings(max_new_tokens=8, top_k=1)
+    ours, _ = sample(model, enc.input_ids, enc.attention_mask, greedy, make_generator(0, torch.device("cpu")),
+                     eos_token_id=None, pad_token_id=tok.pad_token_id)
+    ref = model.generate(**enc, do_sample=False, max_new_tokens=8, min_new_tokens=8, pad_token_id=tok.pad_token_id)
+    assert torch.equal(ours, ref[:, enc.input_ids.shape[1]:])
+    assert torch.equal(ours[0], ours[2]) and torch.equal(ours[1], ours[3])

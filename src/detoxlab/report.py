@@ -77,9 +77,23 @@ def markdown_table(rows: list[dict], scorer: str) -> str:
                  _fmt(r["dist1"]), _fmt(r["dist2"]), _fmt(r["dist3"]), _fmt(r["mmlu"]),
                  _fmt(r["seconds_per_token"], 4), _fmt(r["job_seconds"], 0), _fmt(r["peak_rss_mb"], 0)]
         out.write("| " + " | ".join(cells) + " |\n")
-    out.write(f"\nToxicity scorer: `{scorer}`. TP/EMT over toxicity-probe prompts (neutral prompts excluded); "
-              "CIs are 95% bootstrap intervals over prompts. PPL: mean conditional perplexity of the continuations "
-              "under the judge model shown (never the evaluated model itself).\n")
+    failed = sum(r["failed_scores"] for r in rows)
+    out.write(f"\nToxicity scorer: `{scorer}` ({failed} failed scores, counted as missing). TP/EMT over the "
+              "toxicity-probe prompts (neutral prompts excluded); CIs are 95% bootstrap intervals over prompts. "
+              "PPL: mean conditional perplexity of the continuations under the judge model shown (never the "
+              "evaluated model itself).\n")
+    return out.getvalue()
+
+
+def group_table(metrics: list[dict]) -> str:
+    """Toxicity probability per prompt group (rows: systems), so a method's effect on each group is visible."""
+    groups = sorted({g for m in metrics for g in m["toxicity"]["by_group"]})
+    out = io.StringIO()
+    out.write("| system | split | " + " | ".join(groups) + " |\n|" + "---|" * (len(groups) + 2) + "\n")
+    for m in metrics:
+        by = m["toxicity"]["by_group"]
+        out.write(f"| {m['system']} | {m['split']} | "
+                  + " | ".join(_fmt(by[g]["tp"]) if g in by else "–" for g in groups) + " |\n")
     return out.getvalue()
 
 
@@ -131,15 +145,16 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
         job = {"rule": p.parent.name, "job": p.stem, **read_benchmark(p)}
         jobs.append(job)
         jobs_by_system[_system_of(p)].append(job)
-    rows = []
-    for p in metrics_files:
-        m = read_json(p)
-        rows.append(_row(m, mmlu.get(m["system"]), jobs_by_system.get(m["system"], [])))
-    rows.sort(key=lambda r: (r["split"], r["model"], r["guide"] != "none", r["guide"]))
+    metrics = [read_json(p) for p in metrics_files]
+    rows = [_row(m, mmlu.get(m["system"]), jobs_by_system.get(m["system"], [])) for m in metrics]
+    order = lambda r: (r["split"], r["model"], r["guide"] != "none", r["guide"])  # noqa: E731
+    rows.sort(key=order)
+    metrics.sort(key=lambda m: order(_row(m, None, [])))
     write_csv(out / "table.csv", rows, COLUMNS)
     write_csv(out / "cost.csv", jobs, ["rule", "job", "s", "max_rss"])
     with atomic_file(out / "table.md") as fh:
-        fh.write(markdown_table(rows, scorer))
+        fh.write("# Results\n\n" + markdown_table(rows, scorer))
+        fh.write("\n## Toxicity probability per prompt group\n\n" + group_table(metrics))
     test_rows = [r for r in rows if r["split"] == "test"] or rows
     plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
     write_json(out / "summary.json", {"systems": rows, "jobs": jobs})

@@ -111,6 +111,27 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Forward the prompts once per distinct row and share the cache among repeats.
+
+    Evaluation repeats every prompt ``n`` times; with long prompts (a safety preprompt, few-shot context) the
+    prefill would otherwise dominate the cost of a 20-token continuation.
+    """
+    rows = torch.cat([input_ids, attention_mask], dim=-1)
+    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if len(uniq) == len(rows):
+        uniq, inverse = rows, None
+    width = input_ids.shape[1]
+    ids, mask = uniq[:, :width], uniq[:, width:]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True,
+                logits_to_keep=1)
+    past, logits = out.past_key_values, out.logits[:, -1, :]
+    if inverse is not None:
+        past.reorder_cache(inverse)
+        logits = logits[inverse]
+    return past, logits
+
+
 @torch.inference_mode()
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: SamplingSettings,
            generator: torch.Generator, eos_token_id: int | None, pad_token_id: int,
@@ -122,11 +143,8 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, setting
     """
     batch = input_ids.shape[0]
     device = input_ids.device
-    positions = position_ids_from_mask(attention_mask)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
-    next_pos = positions[:, -1:] + 1
+    past, logits = _prefill(model, input_ids, attention_mask)
+    next_pos = position_ids_from_mask(attention_mask)[:, -1:] + 1
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     n_tokens = torch.zeros(batch, dtype=torch.long, device=device)
     tokens = []

@@ -25,9 +25,12 @@ def letter_loglik(model, tokenizer, contexts: Sequence[str], guide: Guide, batch
     """
     device = next(model.parameters()).device
     out = np.zeros((len(contexts), len(LETTERS)))
+    # Batching contexts of similar length keeps padding (wasted compute on long few-shot prompts) small.
+    order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
     bar = tqdm(total=len(contexts), desc="mmlu", disable=not progress, mininterval=5)
     for start in range(0, len(contexts), batch_size):
-        batch = list(contexts[start:start + batch_size])
+        rows = order[start:start + batch_size]
+        batch = [contexts[i] for i in rows]
         ctx_ids = tokenizer(batch).input_ids
         letter_ids = [[tokenizer(c + " " + letter).input_ids for letter in LETTERS] for c in batch]
         if _one_token_letters(ctx_ids, letter_ids):
@@ -40,12 +43,12 @@ def letter_loglik(model, tokenizer, contexts: Sequence[str], guide: Guide, batch
                     logits = session.adjust(logits)
             logp = logits.log_softmax(-1).cpu()
             targets = torch.tensor([[row[j][-1] for j in range(len(LETTERS))] for row in letter_ids])
-            out[start:start + len(batch)] = logp.gather(-1, targets).numpy()
+            out[rows] = logp.gather(-1, targets).numpy()
         else:
             seqs = [full for row in letter_ids for full in row]
             n_suffix = [len(full) - len(ids) for ids, row in zip(ctx_ids, letter_ids) for full in row]
             nll = suffix_nll(model, seqs, n_suffix, tokenizer.pad_token_id)
-            out[start:start + len(batch)] = -np.array(nll).reshape(len(batch), len(LETTERS))
+            out[rows] = -np.array(nll).reshape(len(batch), len(LETTERS))
         bar.update(len(batch))
     bar.close()
     return out
