@@ -83,7 +83,9 @@ def sample_next(logits: torch.Tensor, settings: SamplingSettings, generator: tor
     Exact, but avoids sorting the whole vocabulary: the top candidates are sorted, and a row falls back to the
     full distribution only when its nucleus (or top-k set) is not contained in them.
     """
-    logits = logits.float() / settings.temperature
+    logits = logits.float()
+    if settings.temperature != 1.0:
+        logits = logits / settings.temperature
     vocab = logits.shape[-1]
     k, p = settings.top_k, settings.top_p
     n_cand = k if 0 < k < vocab else (NUCLEUS_CANDIDATES if p < 1.0 else 0)
@@ -94,7 +96,7 @@ def sample_next(logits: torch.Tensor, settings: SamplingSettings, generator: tor
         probs = vals.softmax(-1)
         covered = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
     else:
-        probs = (vals - torch.logsumexp(logits, -1, keepdim=True)).exp()
+        probs = logits.log_softmax(-1).gather(-1, idx).exp()  # true probabilities (faster than logsumexp)
         covered = probs.sum(-1) >= p
     if p < 1.0:
         drop = (probs.cumsum(-1) - probs) >= p

@@ -39,9 +39,10 @@ def suffix_nll(model, seqs: Sequence[list[int]], n_suffix: Sequence[int], pad_id
     keep = max(n_suffix) + 1
     logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                    logits_to_keep=keep).logits.float()
-    logp = logits[:, :-1].log_softmax(-1)
+    logits = logits[:, :-1]
     targets = ids[:, -keep + 1:]
-    tok_logp = logp.gather(-1, targets[..., None]).squeeze(-1)
+    # gather minus logsumexp: the same log-probabilities without a second vocabulary-sized tensor
+    tok_logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
     out = []
     for i, n in enumerate(n_suffix):
         out.append(-float(tok_logp[i, tok_logp.shape[1] - n:].sum()) if n > 0 else 0.0)
