@@ -116,7 +116,7 @@ def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)], capsize=3, label=model)
         for r in rs:
             ax.annotate(r["guide"], (r["ppl"], r["tp"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("conditional perplexity under the judge (lower is more fluent)")
+    ax.set_xlabel("conditional perplexity under the judge (lower is more fluent; judge per model in the table)")
     ax.set_ylabel("toxicity probability (lower is safer)")
     ax.set_title("Toxicity vs fluency, test prompts (95% bootstrap CIs)")
     ax.grid(alpha=0.3)

@@ -35,6 +35,12 @@ def systems():
     return [(m, g) for m in config["systems"]["targets"] for g in guides]
 
 
+def used_models():
+    """Every declared model the report needs: the targets and the judges they use."""
+    targets = config["systems"]["targets"]
+    return sorted(set(targets) | {dl_config.judge_for(config, m) for m in targets})
+
+
 def expand_systems(pattern, **extra):
     return [pattern.format(model=m, guide=g, **extra) for m, g in systems()]
 

@@ -15,6 +15,7 @@ BENCHMARKS = [
     for step in ("generate", "score", "perplexity")
     for f in expand_systems(f"results/benchmarks/{step}/{{model}}--{{guide}}@{{split}}.tsv", split=s)
 ] + (expand_systems("results/benchmarks/mmlu/{model}--{guide}.tsv") if MMLU_ENABLED else [])
+BENCHMARKS += [f"results/benchmarks/materialize/{m}.tsv" for m in used_models()]
 REPORT_OUTPUTS = [
     "results/report/table.md",
     "results/report/table.csv",
