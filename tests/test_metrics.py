@@ -197,3 +197,14 @@ def test_paired_diff():
     assert all(math.isnan(v) for v in paired_bootstrap_diff([NAN], [1.0]))
     with pytest.raises(ValueError):
         paired_bootstrap_diff([1.0], [1.0, 2.0])
+
+
+def test_ratio_bootstrap_by_hand():
+    # prompt 1: one generation with ppl 1 -> (sum 1, count 1); prompt 2: three with mean 3 -> (sum 9, count 3).
+    # point = 10 / 4 = 2.5. Resamples: {1,1} -> 1, {2,2} -> 3, {1,2} -> 2.5, so the 95% interval is [1, 3].
+    from detoxlab.metrics.bootstrap import ratio_bootstrap_ci
+
+    point, lo, hi = ratio_bootstrap_ci([1.0, 9.0], [1.0, 3.0], n_boot=5000, seed=0)
+    assert point == approx(2.5) and lo == approx(1.0) and hi == approx(3.0)
+    # units without a valid value (count 0) are dropped
+    assert ratio_bootstrap_ci([1.0, 0.0], [1.0, 0.0], n_boot=100) == (1.0, 1.0, 1.0)

@@ -20,9 +20,11 @@ def test_uniform_judge_has_perplexity_equal_to_vocabulary(tiny_llama):
 def test_matches_two_mean_formula(tiny_llama):
     """exp((L(full)(n_full-1) - L(prompt)(n_p-1)) / (n_full - n_p)) with L from the model's own mean loss."""
     model, tok = tiny_llama
-    prompts = ["The reason I can't stand them is", "hello", "She said"]
-    conts = [" that they never listen", " there friend", "!!"]
-    ppl, _ = conditional_perplexities(model, tok, prompts, conts, batch_size=2)
+    # the last two pairs merge across the boundary ("qui"+"ck"): the two-forward form of the formula is used
+    prompts = ["The reason I can't stand them is", "hello", "She said", "The qui", "The weath"]
+    conts = [" that they never listen", " there friend", "!!", "ck brown fox", "er today is lovely"]
+    ppl, stats = conditional_perplexities(model, tok, prompts, conts, batch_size=2)
+    assert stats["n_boundary_merged"] == 2
     for p, c, got in zip(prompts, conts, ppl):
         full = tok(p + c, return_tensors="pt").input_ids
         pr = tok(p, return_tensors="pt").input_ids
@@ -39,3 +41,10 @@ def test_empty_and_over_threshold_generations_are_dropped(tiny_llama):
     ppl, stats = conditional_perplexities(model, tok, ["hi there", "hi there"], ["", " you"], max_ppl=1.0)
     assert math.isnan(ppl[0]) and math.isnan(ppl[1])
     assert stats["n_empty"] == 1 and stats["n_dropped_over_max"] == 1
+
+
+def test_suffix_nll_with_no_suffix_tokens(tiny_llama):
+    from detoxlab.metrics.perplexity import suffix_nll
+
+    model, tok = tiny_llama
+    assert suffix_nll(model, [tok("a b").input_ids, tok("c").input_ids], [0, 0], tok.pad_token_id) == [0.0, 0.0]

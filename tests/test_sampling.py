@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from detoxlab.models.registry import load_model
-from detoxlab.sampling import (SamplingSettings, make_generator, sample, sampling_distribution, top_k_filter,
-                               top_p_filter)
+from detoxlab.sampling import (SamplingSettings, make_generator, sample, sample_next, sampling_distribution,
+                               top_k_filter, top_p_filter)
 
 NEG = float("-inf")
 
@@ -127,3 +127,32 @@ def test_shared_prefill_equals_separate_prefill(tiny_gemma_dir):
     ref = model.generate(**enc, do_sample=False, max_new_tokens=8, min_new_tokens=8, pad_token_id=tok.pad_token_id)
     assert torch.equal(ours, ref[:, enc.input_ids.shape[1]:])
     assert torch.equal(ours[0], ours[2]) and torch.equal(ours[1], ours[3])
+
+
+LOGITS6 = torch.tensor([2.0, 1.0, 0.5, 0.5, -1.0, -3.0])
+
+
+@pytest.mark.parametrize("settings, candidates", [
+    (SamplingSettings(top_p=0.5), 3),                       # nucleus inside the candidates: fast path
+    (SamplingSettings(top_p=0.95), 3),                      # nucleus larger than the candidates: fallback
+    (SamplingSettings(temperature=2.0, top_p=0.8), 3),      # temperature applied exactly once
+    (SamplingSettings(temperature=0.7), 3),                 # pure sampling
+    (SamplingSettings(top_k=3, top_p=0.9), 3),              # top-k then top-p; the k-th logit is tied: fallback
+    (SamplingSettings(top_k=2, top_p=0.9), 3),              # top-k fast path
+    (SamplingSettings(top_k=10, top_p=0.6), 3),             # top-k >= vocabulary: top-k off
+])
+def test_fast_sampler_matches_reference_distribution(settings, candidates, monkeypatch):
+    import detoxlab.sampling as sampling
+
+    monkeypatch.setattr(sampling, "NUCLEUS_CANDIDATES", candidates)
+    n = 60000
+    draws = sampling.sample_next(LOGITS6.expand(n, 6), settings, make_generator(1, torch.device("cpu")))
+    freq = torch.bincount(draws, minlength=6).float() / n
+    expected = sampling_distribution(LOGITS6[None], settings)[0]
+    torch.testing.assert_close(freq, expected, atol=0.008, rtol=0)
+    assert (freq[expected == 0] == 0).all()
+
+
+def test_sampling_from_no_mass_is_an_error():
+    with pytest.raises(ValueError, match="no mass"):
+        sample_next(torch.full((2, 5), float("-inf")), SamplingSettings(), make_generator(0, torch.device("cpu")))

@@ -128,11 +128,17 @@ def test_killed_run_resumes_and_matches_uninterrupted_run(smoke_run, tmp_path):
     time.sleep(1.0)  # let the first generation job get under way
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # nothing under its final name may be half-written
-    for f in (work / "results/eval").rglob("*.json*"):
-        if not f.name.startswith("."):
+    # nothing under its final name may be half-written: every model directory has its manifest (written last),
+    # and every JSON/JSONL artifact parses
+    models = [d for d in (work / "results/models").iterdir() if not d.name.startswith(".")]
+    assert models and all((d / "manifest.json").is_file() for d in models)
+    for f in (work / "results").rglob("*.json*"):
+        if not f.name.startswith(".") and "logs" not in f.parts:
             text = f.read_text()
-            [json.loads(line) for line in text.splitlines() if line.strip()] if f.suffix == ".jsonl" else json.loads(text)
+            if f.suffix == ".jsonl":
+                [json.loads(line) for line in text.splitlines()]
+            else:
+                json.loads(text)
     assert snakemake(work, "--unlock", *SMOKE).returncode == 0
     again = snakemake(work, *SMOKE)
     assert again.returncode == 0, again.stderr[-4000:]

@@ -26,9 +26,17 @@ def _cfg(args) -> dict:
             *parents, leaf = key.split(".")
             for k in parents:
                 node = node.setdefault(k, {})
-            node[leaf] = json.loads(value) if value[:1] in "[{0123456789-tfn\"" else value
+            node[leaf] = _parse_value(value)
         cfg = config_mod.validate(cfg)
     return cfg
+
+
+def _parse_value(text: str):
+    """A --set value: JSON where it parses (numbers, booleans, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,11 +163,12 @@ def step_resources(cfg: Mapping, step: str) -> dict:
 #: The config keys each workflow step reads. Rules pass exactly these (as JSON params), so a job reruns when
 #: one of them changes and only then; the same map tells which keys a step depends on.
 STEP_KEYS: dict[str, tuple[str, ...]] = {
-    "materialize": ("device", "dtype"),
+    "materialize": (),  # always written in float32; the device/dtype apply when a step loads it
     "build_guide": (),
     "generate": ("seed", "device", "dtype", "prompts", "generation"),
     "score": ("scorer",),
-    "perplexity": ("device", "dtype", "evaluation.perplexity"),
+    # the judge itself is an input path, so adding a judge reruns only the systems it now judges
+    "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
     "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
     "report": ("scorer",),

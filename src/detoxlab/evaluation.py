@@ -16,7 +16,7 @@ import numpy as np
 from detoxlab.artifacts import read_json, read_jsonl, write_json, write_jsonl
 from detoxlab.device import runtime
 from detoxlab.guides import NO_GUIDE, load_guide
-from detoxlab.metrics.bootstrap import bootstrap_ci
+from detoxlab.metrics.bootstrap import ratio_bootstrap_ci
 from detoxlab.metrics.diversity import distinct_report
 from detoxlab.metrics.toxicity import toxicity_report
 from detoxlab.models.registry import load_model
@@ -119,15 +119,19 @@ def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[
                                n_boot=boot["n_boot"], alpha=boot["alpha"], seed=cfg["seed"])
     by_prompt: dict[str, list[float]] = defaultdict(list)
     texts: dict[str, list[str]] = defaultdict(list)
+    with_prompt = ev["diversity"]["text"] == "prompt_continuation"
     for g in generations:
         by_prompt[g["prompt_id"]].append(ppls[key(g)])
-        with_prompt = ev["diversity"]["text"] == "prompt_continuation"
         texts[g["prompt_id"]].append(g["prompt"] + g["continuation"] if with_prompt else g["continuation"])
-    values = np.array([v for g in generations if math.isfinite(v := ppls[key(g)])])
-    prompt_means = np.array([np.nanmean(v) for v in by_prompt.values() if np.isfinite(v).any()])
-    _, lo, hi = bootstrap_ci(prompt_means, n_boot=boot["n_boot"], alpha=boot["alpha"], seed=cfg["seed"])
-    fluency = {"ppl": float(values.mean()) if len(values) else math.nan, "ppl_lo": lo, "ppl_hi": hi,
-               "n_valid": int(len(values)), "n_dropped": len(generations) - int(len(values))}
+    # mean over all valid generations; its CI resamples prompts with their (sum, count) of valid perplexities
+    per_prompt = [np.array(v, dtype=float) for v in by_prompt.values()]
+    sums = np.array([np.nansum(v) for v in per_prompt])
+    counts = np.array([np.isfinite(v).sum() for v in per_prompt], dtype=float)
+    mean_ppl, lo, hi = ratio_bootstrap_ci(sums, counts, n_boot=boot["n_boot"], alpha=boot["alpha"],
+                                          seed=cfg["seed"])
+    n_valid = int(counts.sum())
+    fluency = {"ppl": mean_ppl, "ppl_lo": lo, "ppl_hi": hi, "n_valid": n_valid,
+               "n_dropped": len(generations) - n_valid}
     return {"toxicity": toxicity, "fluency": fluency, "diversity": distinct_report(texts),
             "n_generations": len(generations), "n_prompts": len(by_prompt)}
 

@@ -32,9 +32,10 @@ def read_benchmark(path: str | Path) -> dict:
     return {"s": num("s"), "max_rss": num("max_rss")}
 
 
-def _system_of(path: Path) -> str:
-    # benchmark files are named <system>@<split>.tsv (or <system>.tsv), MMLU results <system>.json
-    return path.stem.split("@")[0]
+def _job_key(path: Path) -> tuple[str, str | None]:
+    """(system, split) of a benchmark file named <system>@<split>.tsv; split None for per-system jobs (MMLU)."""
+    system, _, split = path.stem.partition("@")
+    return system, split or None
 
 
 def _row(metrics: dict, mmlu: dict | None, jobs: list[dict]) -> dict:
@@ -138,15 +139,16 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
 def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_files: list[str], out_dir: str,
                  scorer: str) -> list[dict]:
     out = Path(out_dir)
-    mmlu = {_system_of(Path(p)): read_json(p) for p in mmlu_files}
-    jobs_by_system: dict[str, list[dict]] = defaultdict(list)
+    mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
+    jobs_by_key: dict[tuple[str, str | None], list[dict]] = defaultdict(list)
     jobs = []
     for p in map(Path, benchmark_files):
         job = {"rule": p.parent.name, "job": p.stem, **read_benchmark(p)}
         jobs.append(job)
-        jobs_by_system[_system_of(p)].append(job)
+        jobs_by_key[_job_key(p)].append(job)
     metrics = [read_json(p) for p in metrics_files]
-    rows = [_row(m, mmlu.get(m["system"]), jobs_by_system.get(m["system"], [])) for m in metrics]
+    rows = [_row(m, mmlu.get(m["system"]),
+                 jobs_by_key[(m["system"], m["split"])] + jobs_by_key[(m["system"], None)]) for m in metrics]
     order = lambda r: (r["split"], r["model"], r["guide"] != "none", r["guide"])  # noqa: E731
     rows.sort(key=order)
     metrics.sort(key=lambda m: order(_row(m, None, [])))

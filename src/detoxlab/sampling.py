@@ -68,8 +68,11 @@ def inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator) -> torch
     A cumulative sum and a binary search are far cheaper than ``torch.multinomial`` on a 262k vocabulary.
     """
     cdf = probs.double().cumsum(-1)
+    total = cdf[:, -1:]
+    if not bool(torch.isfinite(total).all() and (total > 0).all()):
+        raise ValueError("cannot sample: a row's next-token distribution has no mass (all logits -inf, or NaN)")
     u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=torch.float64)
-    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    idx = torch.searchsorted(cdf, u * total, right=True)
     return idx.clamp_(max=probs.shape[-1] - 1).squeeze(-1)
 
 
@@ -81,30 +84,33 @@ def sample_next(logits: torch.Tensor, settings: SamplingSettings, generator: tor
     """Draw next tokens [B] from ``sampling_distribution(logits, settings)``.
 
     Exact, but avoids sorting the whole vocabulary: the top candidates are sorted, and a row falls back to the
-    full distribution only when its nucleus (or top-k set) is not contained in them.
+    full distribution only when its nucleus (or top-k set, ties included) is not contained in them.
     """
-    logits = logits.float()
-    if settings.temperature != 1.0:
-        logits = logits / settings.temperature
-    vocab = logits.shape[-1]
+    raw = logits.float()
+    scaled = raw if settings.temperature == 1.0 else raw / settings.temperature
+    vocab = scaled.shape[-1]
     k, p = settings.top_k, settings.top_p
-    n_cand = k if 0 < k < vocab else (NUCLEUS_CANDIDATES if p < 1.0 else 0)
+    top_k_on = 0 < k < vocab
+    n_cand = k if top_k_on else (NUCLEUS_CANDIDATES if p < 1.0 else 0)
     if n_cand == 0 or n_cand >= vocab:
-        return inverse_cdf_sample(sampling_distribution(logits, settings), generator)
-    vals, idx = torch.topk(logits, n_cand, dim=-1)  # sorted, descending
-    if k:  # top-k renormalises over the k survivors before top-p, as in the reference
+        return inverse_cdf_sample(sampling_distribution(raw, settings), generator)
+    vals, idx = torch.topk(scaled, n_cand, dim=-1)  # sorted, descending
+    if top_k_on:  # top-k renormalises over the k survivors before top-p, as in the reference
         probs = vals.softmax(-1)
-        covered = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
+        # the reference keeps every token tied with the k-th logit; topk keeps exactly k
+        covered = (scaled >= vals[:, -1:]).sum(-1) == k
     else:
-        probs = logits.log_softmax(-1).gather(-1, idx).exp()  # true probabilities (faster than logsumexp)
+        probs = scaled.log_softmax(-1).gather(-1, idx).exp()  # true probabilities (faster than logsumexp)
         covered = probs.sum(-1) >= p
     if p < 1.0:
         drop = (probs.cumsum(-1) - probs) >= p
         probs = probs.masked_fill(drop, 0.0)
-    out = idx.gather(-1, inverse_cdf_sample(probs, generator)[:, None]).squeeze(-1)
+    out = torch.empty(scaled.shape[0], dtype=torch.long, device=scaled.device)
+    if bool(covered.any()):
+        out[covered] = idx[covered].gather(-1, inverse_cdf_sample(probs[covered], generator)[:, None]).squeeze(-1)
     if not bool(covered.all()):
         rest = ~covered
-        out[rest] = inverse_cdf_sample(sampling_distribution(logits[rest], settings), generator)
+        out[rest] = inverse_cdf_sample(sampling_distribution(raw[rest], settings), generator)
     return out
 
 

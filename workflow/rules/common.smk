@@ -1,5 +1,6 @@
 # Config validation, system enumeration, paths and per-step resources. No rule logic lives here.
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
@@ -70,6 +71,12 @@ def guide_dir(wildcards):
 
 def guide_arg(wildcards):
     return NO_GUIDE if wildcards.guide == NO_GUIDE else GUIDE_DIR.format(guide=wildcards.guide)
+
+
+def prompt_files(wildcards):
+    """The prompt file when it is local, so that editing it reruns generation (hub datasets are not files)."""
+    path = config["prompts"]["path"]
+    return [path] if os.path.isfile(path) else []
 
 
 def judge_dir(wildcards):

@@ -5,6 +5,7 @@ rule generate:
     input:
         model=MODEL_DIR,
         guide=guide_dir,
+        prompts=prompt_files,
     output:
         rows="results/eval/{split}/{model}--{guide}/generations.jsonl",
         meta="results/eval/{split}/{model}--{guide}/generations.meta.json",
@@ -74,6 +75,11 @@ rule metrics:
         generations="results/eval/{split}/{model}--{guide}/generations.jsonl",
         scores="results/eval/{split}/{model}--{guide}/scores.jsonl",
         ppl="results/eval/{split}/{model}--{guide}/ppl.jsonl",
+        meta=[
+            "results/eval/{split}/{model}--{guide}/generations.meta.json",
+            "results/eval/{split}/{model}--{guide}/scores.meta.json",
+            "results/eval/{split}/{model}--{guide}/ppl.meta.json",
+        ],
     output:
         "results/eval/{split}/{model}--{guide}/metrics.json",
     params:

@@ -100,3 +100,23 @@ def paired_bootstrap_diff(
     boot = _rowwise(stat, x[idx]) - _rowwise(stat, y[idx])
     lo, hi = _percentiles(boot, alpha)
     return float(stat(x) - stat(y)), lo, hi
+
+
+def ratio_bootstrap_ci(numerators: np.ndarray | list[float], denominators: np.ndarray | list[float],
+                       n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """CI of sum(numerators) / sum(denominators), resampling units (prompts).
+
+    A pooled per-sample mean (e.g. mean perplexity over all generations) whose samples are grouped by prompt:
+    unit i contributes its sum and its count, so the interval is for the same quantity as the point estimate.
+    """
+    num, den = _as_1d(numerators), _as_1d(denominators)
+    if num.shape != den.shape:
+        raise ValueError(f"numerators and denominators differ in length: {num.shape} vs {den.shape}")
+    _check(n_boot, alpha)
+    keep = np.isfinite(num) & np.isfinite(den) & (den > 0)
+    num, den = num[keep], den[keep]
+    if num.size == 0:
+        return NAN3
+    idx = np.random.default_rng(seed).integers(0, num.size, size=(n_boot, num.size))
+    lo, hi = _percentiles(num[idx].sum(axis=1) / den[idx].sum(axis=1), alpha)
+    return float(num.sum() / den.sum()), lo, hi

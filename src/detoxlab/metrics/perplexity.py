@@ -40,7 +40,7 @@ def suffix_nll(model, seqs: Sequence[list[int]], n_suffix: Sequence[int], pad_id
     logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                    logits_to_keep=keep).logits.float()
     logits = logits[:, :-1]
-    targets = ids[:, -keep + 1:]
+    targets = ids[:, ids.shape[1] - keep + 1:]
     # gather minus logsumexp: the same log-probabilities without a second vocabulary-sized tensor
     tok_logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
     out = []
@@ -58,10 +58,11 @@ def conditional_perplexities(model, tokenizer, prompts: Sequence[str], continuat
     pad = tokenizer.pad_token_id
     # Where the judge's tokens of prompt+gen start with the prompt's tokens, one forward gives the continuation
     # NLL; otherwise (a token merged across the boundary) the formula's two-forward form is used.
-    items = []
-    for i, (f, p) in enumerate(zip(full_ids, prompt_ids)):
+    items, n_empty, n_unscorable = [], 0, 0
+    for i, (f, p, c) in enumerate(zip(full_ids, prompt_ids, continuations)):
         n_cont = len(f) - len(p)
-        if n_cont <= 0:
+        if n_cont <= 0:  # an empty continuation, or one the judge merges into the prompt's last token
+            n_empty, n_unscorable = n_empty + (c == ""), n_unscorable + (c != "")
             continue
         if f[:len(p)] == p:
             items.append((i, f, n_cont, None))
@@ -90,6 +91,6 @@ def conditional_perplexities(model, tokenizer, prompts: Sequence[str], continuat
         if value >= max_ppl:
             value, n_dropped = math.nan, n_dropped + 1
         ppl.append(value)
-    stats = {"n": len(ppl), "n_empty": sum(1 for n in n_tokens if n == 0), "n_dropped_over_max": n_dropped,
+    stats = {"n": len(ppl), "n_empty": n_empty, "n_unscorable": n_unscorable, "n_dropped_over_max": n_dropped,
              "n_boundary_merged": sum(1 for it in items if it[3] is not None), "max_ppl": max_ppl}
     return ppl, stats
