@@ -146,12 +146,13 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
         job = {"rule": p.parent.name, "job": p.stem, **read_benchmark(p)}
         jobs.append(job)
         jobs_by_key[_job_key(p)].append(job)
-    metrics = [read_json(p) for p in metrics_files]
-    rows = [_row(m, mmlu.get(m["system"]),
-                 jobs_by_key[(m["system"], m["split"])] + jobs_by_key[(m["system"], None)]) for m in metrics]
-    order = lambda r: (r["split"], r["model"], r["guide"] != "none", r["guide"])  # noqa: E731
-    rows.sort(key=order)
-    metrics.sort(key=lambda m: order(_row(m, None, [])))
+    pairs = []
+    for p in metrics_files:
+        m = read_json(p)
+        jobs_of = jobs_by_key[(m["system"], m["split"])] + jobs_by_key[(m["system"], None)]
+        pairs.append((_row(m, mmlu.get(m["system"]), jobs_of), m))
+    pairs.sort(key=lambda rm: (rm[0]["split"], rm[0]["model"], rm[0]["guide"] != "none", rm[0]["guide"]))
+    rows, metrics = [r for r, _ in pairs], [m for _, m in pairs]
     write_csv(out / "table.csv", rows, COLUMNS)
     write_csv(out / "cost.csv", jobs, ["rule", "job", "s", "max_rss"])
     with atomic_file(out / "table.md") as fh:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from detoxlab.artifacts import read_json, read_manifest, write_json, write_manifest
+from detoxlab.artifacts import atomic_dir, read_json, read_manifest, write_json, write_manifest
 from detoxlab.sampling import GuideSession
 
 GUIDE_KIND = "guide"
@@ -24,6 +24,8 @@ class Guide:
     type: str = "none"
     #: reward/expert model backbone calls per decoding step (a cost the report shows)
     backbone_calls_per_step: int = 0
+    #: whether ``session`` returns a logit hook (a prompt-only guide never does)
+    adjusts_logits: bool = False
 
     def __init__(self, spec: dict, directory: Path | None = None):
         self.spec = spec
@@ -60,8 +62,6 @@ def register_guide(name: str, builder: Callable[[str, dict, Path], dict] | None 
 
 def build_guide(name: str, spec: dict, out_dir: str | Path) -> dict:
     """Write a guide artifact from its config spec (guides trained by a method write their own)."""
-    from detoxlab.artifacts import atomic_dir
-
     if spec["type"] not in _GUIDES:
         raise ValueError(f"guides.{name}.type: unknown guide type '{spec['type']}'; known: {sorted(_GUIDES)}")
     with atomic_dir(out_dir) as tmp:

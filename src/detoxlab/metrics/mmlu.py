@@ -45,8 +45,7 @@ def letter_loglik(model, tokenizer, contexts: Sequence[str], guide: Guide, batch
             targets = torch.tensor([[row[j][-1] for j in range(len(LETTERS))] for row in letter_ids])
             out[rows] = logp.gather(-1, targets).numpy()
         else:
-            enc = tokenizer(batch[:1], return_tensors="pt").to(device)
-            if guide.session(enc.input_ids, enc.attention_mask) is not None:
+            if guide.adjusts_logits:
                 raise ValueError("MMLU with a logit guide needs single-token answer letters; this tokenizer "
                                  "splits ' A'..' D' into several tokens")
             seqs = [full for row in letter_ids for full in row]
