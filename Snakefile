@@ -11,6 +11,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/unidetox.smk"
 include: "workflow/rules/report.smk"
 
 

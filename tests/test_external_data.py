@@ -1,8 +1,10 @@
-"""RealToxicityPrompts and ToxiGen loaders on small fixtures in the released schemas."""
+"""RealToxicityPrompts, ToxiGen and DGHS loaders on small fixtures in the released schemas."""
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +12,10 @@ import pytest
 
 from detoxlab.data import external
 from detoxlab.data.external import (
+    DGHS_COLUMNS,
     DatasetLoadError,
     TOXIGEN_COLUMNS,
+    load_dghs,
     load_realtoxicityprompts,
     load_toxigen_annotated,
 )
@@ -308,3 +312,156 @@ def test_default_group_domains_cover_toxigen_groups() -> None:
     assert {g for g, d in external.TOXIGEN_GROUP_DOMAINS.items() if d == "ood"} == {
         "middle_east", "physical_dis", "mental_dis",
     }
+
+
+# --------------------------------------------------------------------------- DGHS
+
+
+def _dghs_row(i: int, text: str, label: str, type_: str, target: str, split: str) -> dict:
+    return {
+        "": str(i + 1),
+        "acl.id": f"acl{i + 1}",
+        "X1": str(i + 1),
+        "text": text,
+        "label": label,
+        "type": type_,
+        "target": target,
+        "level": "original",
+        "split": split,
+        "round.base": "1",
+        "annotator": "GNZuCtwed3",
+        "round": "1",
+        "acl.id.test": "",
+    }
+
+
+DGHS_ROWS = [
+    _dghs_row(0, "hateful statement about women", "hate", "derogation", "wom", "train"),
+    _dghs_row(1, "  hateful statement about black women \n", "hate", "animosity", "bla.wom",
+              "train"),
+    _dghs_row(2, "a perfectly fine sentence", "nothate", "none", "notgiven", "train"),
+    _dghs_row(3, "hateful statement about jews", "hate", "dehumanization", "jew", "train"),
+    _dghs_row(4, "   ", "hate", "derogation", "wom", "train"),  # empty once stripped
+    _dghs_row(5, "hateful statement about muslims", "hate", "threatening", "mus", "dev"),
+    _dghs_row(6, "dev statement about gay people", "hate", "derogation", "gay", "dev"),
+    _dghs_row(7, "test statement about disabled people", "hate", "derogation", "dis", "test"),
+    _dghs_row(8, "hateful statement about trans people", "hate", "dehumanization", "trans",
+              "train"),
+    _dghs_row(9, "hateful statement about immigrants", "hate", "animosity", "immig", "train"),
+    _dghs_row(10, "hateful statement about women again", "hate", "derogation", "wom", "train"),
+]
+
+
+def _write_dghs(path: Path, rows: list[dict], columns: tuple[str, ...] = DGHS_COLUMNS) -> Path:
+    # Written like the release: pandas' unnamed index column first, every field quoted.
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=list(columns), quoting=csv.QUOTE_NONNUMERIC,
+            extrasaction="ignore",
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def dghs_file(tmp_path: Path) -> Path:
+    return _write_dghs(tmp_path / "Dynamically Generated Hate Dataset v0.2.3.csv", DGHS_ROWS)
+
+
+def test_dghs_field_mapping_and_label_filter(
+    dghs_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="detoxlab.data.external"):
+        records = load_dghs(dghs_file)
+    assert [r["id"] for r in records] == [
+        "dghs-acl1", "dghs-acl2", "dghs-acl4", "dghs-acl9", "dghs-acl10", "dghs-acl11",
+    ]
+    assert records[1] == {
+        "id": "dghs-acl2",
+        "text": "hateful statement about black women",
+        "target": "bla.wom",
+        "type": "animosity",
+        "label": "hate",
+        "split": "train",
+    }
+    # The whitespace-only row matched every filter and is reported as skipped.
+    assert "skipped 1" in caplog.text
+
+    nothate = load_dghs(str(dghs_file), label="nothate")
+    assert [(r["id"], r["label"]) for r in nothate] == [("dghs-acl3", "nothate")]
+
+
+def test_dghs_split_mapping(dghs_file: Path) -> None:
+    validation = load_dghs(dghs_file, split="validation")
+    assert [r["id"] for r in validation] == ["dghs-acl6", "dghs-acl7"]
+    assert {r["split"] for r in validation} == {"validation"}
+    test = load_dghs(dghs_file, split="test")
+    assert [(r["id"], r["split"]) for r in test] == [("dghs-acl8", "test")]
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_dghs(dghs_file, split="dev")  # DGHS's own name is not ours
+
+
+def test_dghs_groups_match_dotted_targets(dghs_file: Path) -> None:
+    women = load_dghs(dghs_file, groups=["wom"])
+    assert [r["id"] for r in women] == ["dghs-acl1", "dghs-acl2", "dghs-acl11"]
+    black = load_dghs(dghs_file, groups=("bla",))
+    assert [r["target"] for r in black] == ["bla.wom"]
+    several = load_dghs(dghs_file, groups=["jew", "trans", "bla"])
+    assert [r["id"] for r in several] == ["dghs-acl2", "dghs-acl4", "dghs-acl9"]
+    # Parts match whole codes only, not substrings ("wo" is not "wom").
+    with pytest.raises(ValueError, match="groups filter"):
+        load_dghs(dghs_file, groups=["wo"])
+
+
+def test_dghs_limit_is_seeded(dghs_file: Path) -> None:
+    first = load_dghs(dghs_file, limit=3, seed=5)
+    assert first == load_dghs(dghs_file, limit=3, seed=5)
+    assert len(first) == 3
+    # The subset keeps source order.
+    full_order = [r["id"] for r in load_dghs(dghs_file)]
+    assert [r["id"] for r in first] == [i for i in full_order if i in {r["id"] for r in first}]
+    draws = {tuple(r["id"] for r in load_dghs(dghs_file, limit=3, seed=s)) for s in range(10)}
+    assert len(draws) > 1
+    assert len(load_dghs(dghs_file, limit=100)) == 6
+
+
+def test_dghs_nothing_matched_names_the_filter(dghs_file: Path) -> None:
+    with pytest.raises(ValueError, match="label filter") as info:
+        load_dghs(dghs_file, label="toxic")
+    assert "'hate'" in str(info.value) and "'nothate'" in str(info.value)
+    with pytest.raises(ValueError, match="split filter"):
+        load_dghs(dghs_file, label="nothate", split="test")
+    with pytest.raises(ValueError, match="groups filter"):
+        load_dghs(dghs_file, groups=["arab"], split="validation")
+    with pytest.raises(ValueError, match="empty text"):
+        load_dghs(_write_dghs(dghs_file.with_name("blank.csv"), [DGHS_ROWS[4]]))
+
+
+def test_dghs_missing_column_is_named(tmp_path: Path) -> None:
+    columns = tuple(c for c in DGHS_COLUMNS if c != "target")
+    path = _write_dghs(tmp_path / "no_target.csv", DGHS_ROWS, columns)
+    with pytest.raises(DatasetLoadError, match="'target'") as info:
+        load_dghs(path)
+    message = str(info.value)
+    assert "no_target.csv" in message and "local file" in message
+
+
+def test_dghs_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetLoadError, match="absent.csv") as info:
+        load_dghs(tmp_path / "absent.csv")
+    assert "file not found" in str(info.value)
+
+
+def test_dghs_hub_id_splits_by_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load(source, **kwargs):
+        calls.append((source, kwargs))
+        return datasets.Dataset.from_list(DGHS_ROWS)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    records = load_dghs("someone/dghs", split="validation", groups=["mus"])
+    assert calls == [("someone/dghs", {"split": "train"})]
+    assert [(r["id"], r["split"]) for r in records] == [("dghs-acl6", "validation")]

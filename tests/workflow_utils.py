@@ -41,4 +41,6 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
                           timeout=timeout)
 
 
-SMOKE = ("--profile", "profiles/default", "--configfile", "config/smoke.yaml", "--cores", "2")
+# the base systems only: the tests that run the workflow several times stay fast
+SMOKE = ("--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/overlays/no_unidetox.yaml",
+         "--cores", "2")

@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--mmlu", nargs="*", default=[])
     p.add_argument("--benchmarks", nargs="*", default=[])
+    p.add_argument("--validation", nargs="*", default=[], help="validation metrics of every grid point")
+    p.add_argument("--analysis", default=None, help="markdown of the distilled-text analysis")
     p.add_argument("--out-dir", required=True)
+    _add_unidetox_commands(sub)
     p = sub.add_parser("evaluate", help="run the whole evaluation on any model directory, guide and prompt file")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--guide-dir", default="none", help="a guide artifact directory, or 'none'")
@@ -100,10 +103,63 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _add_unidetox_commands(sub) -> None:
+    """UniDetox steps: ``(name, help, [(flag, kwargs)...])``; every step writes its ``--out``."""
+    model, out = ("--model-dir", {"required": True}), ("--out", {"required": True})
+    root = ("--root", {"required": True, "help": "the declared base model this model derives from"})
+    specs = [
+        ("toxic-corpus", "sample + score the toxic corpus (or read DGHS)", [model, out]),
+        ("toxic-model", "fine-tune the distillation model on the toxic corpus", [model, ("--corpus", {"required": True}), root, out]),
+        ("distill", "contrastive decoding (or plain base samples without --toxic-dir)", [model, ("--toxic-dir", {"default": None}), out]),
+        ("finetune", "fine-tune a target model on distilled text", [model, ("--texts", {"required": True}), ("--lr", {"type": float, "required": True}), root, out]),
+        ("task-arithmetic", "negate the toxic task vector", [model, ("--toxic-dir", {"required": True}), ("--lam", {"type": float, "required": True}), root, out]),
+        ("lm-steer-train", "learn the LM-Steer matrix on the toxic corpus", [model, ("--corpus", {"required": True}), out]),
+        ("lm-steer-model", "a steered model at one epsilon", [model, ("--steer-dir", {"required": True}), ("--epsilon", {"type": float, "required": True}), root, out]),
+        ("dexperts-guide", "an anti-expert guide at one beta", [("--toxic-dir", {"required": True}), ("--beta", {"type": float, "required": True}), out]),
+        ("select", "choose a grid point by validation toxicity", [("--names", {"nargs": "+", "required": True}), ("--dirs", {"nargs": "+", "required": True}), ("--metrics", {"nargs": "+", "required": True}), ("--kind", {"choices": ["model", "guide"], "required": True}), ("--root", {"default": None}), out]),
+        ("unidetox-analysis", "toxicity, Jaccard and TF-IDF of the distilled text", [("--distilled", {"required": True}), ("--base-samples", {"required": True}), ("--corpus", {"required": True}), out]),
+    ]
+    for name, help_text, flags in specs:
+        p = sub.add_parser(name, help=help_text)
+        for flag, kwargs in flags:
+            p.add_argument(flag, **kwargs)
+
+
+def _run_unidetox(args, cfg: dict) -> bool:
+    from detoxlab.unidetox import steps
+
+    cmd, t = args.cmd, args.threads
+    if cmd == "toxic-corpus":
+        steps.toxic_corpus(cfg, args.model_dir, args.out, t)
+    elif cmd == "toxic-model":
+        steps.toxic_model(cfg, args.model_dir, args.corpus, args.out, args.root, t)
+    elif cmd == "distill":
+        steps.distill(cfg, args.model_dir, args.toxic_dir, args.out, t)
+    elif cmd == "finetune":
+        steps.finetune_on_text(cfg, args.model_dir, args.texts, args.lr, args.out, args.root, t)
+    elif cmd == "task-arithmetic":
+        steps.task_arithmetic(cfg, args.model_dir, args.toxic_dir, args.lam, args.out, args.root)
+    elif cmd == "lm-steer-train":
+        steps.lm_steer_train(cfg, args.model_dir, args.corpus, args.out, t)
+    elif cmd == "lm-steer-model":
+        steps.lm_steer_model(args.model_dir, args.steer_dir, args.epsilon, args.out, args.root)
+    elif cmd == "dexperts-guide":
+        steps.dexperts_guide(cfg, args.toxic_dir, args.beta, args.out)
+    elif cmd == "select":
+        steps.select(args.names, args.dirs, args.metrics, args.out, args.kind, args.root)
+    elif cmd == "unidetox-analysis":
+        steps.analysis(cfg, args.distilled, args.base_samples, args.corpus, args.out)
+    else:
+        return False
+    return True
+
+
 def _run(args) -> int:
     from detoxlab import evaluation as ev
 
     cfg = _cfg(args)
+    if _run_unidetox(args, cfg):
+        return 0
     if args.cmd == "check-config":
         import yaml
 
@@ -135,7 +191,8 @@ def _run(args) -> int:
     elif args.cmd == "report":
         from detoxlab.report import build_report
 
-        build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"])
+        build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"], cfg=cfg,
+                     validation_files=args.validation, analysis_md=args.analysis)
     elif args.cmd == "evaluate":
         metrics = ev.evaluate_system(cfg, args.model_dir, args.guide_dir, args.judge_dir, args.out_dir,
                                      prompts_file=args.prompts, split=args.split, threads=args.threads,

@@ -112,11 +112,31 @@ def _check_references(cfg: dict) -> None:
             raise ConfigError(f"evaluation.perplexity.judges[{i}]", f"model '{name}' is not declared under 'models'")
     for target in cfg["systems"]["targets"]:
         judge_for(cfg, target)
+    if cfg.get("unidetox"):
+        _check_unidetox(cfg)
+
+
+def _check_unidetox(cfg: dict) -> None:
+    ud, models = cfg["unidetox"], cfg["models"]
+    if ud["distiller"] not in models:
+        raise ConfigError("unidetox.distiller", f"model '{ud['distiller']}' is not declared under 'models'")
+    for i, name in enumerate(ud["targets"]):
+        if name not in models:
+            raise ConfigError(f"unidetox.targets[{i}]", f"model '{name}' is not declared under 'models'")
+        judge_for(cfg, name)
+    for i, name in enumerate(ud["task_arithmetic"]["targets"] or []):
+        if name != ud["distiller"]:
+            raise ConfigError(f"unidetox.task_arithmetic.targets[{i}]",
+                              f"Task Arithmetic negates the toxic model's task vector, so it applies only to the "
+                              f"distillation model's own architecture ('{ud['distiller']}'), not to '{name}'; "
+                              "UniDetox is the method that transfers to other models")
+    if ud["toxic_corpus"]["source"] == "dghs" and not ud["toxic_corpus"]["path"]:
+        raise ConfigError("unidetox.toxic_corpus.path", "source 'dghs' needs the DGHS csv file or hub id")
 
 
 def root_model(cfg: Mapping, model: str) -> str:
-    """The declared base model a (possibly derived) model descends from."""
-    return model
+    """The declared base model a (possibly derived) model descends from: derived names are ``<base>.<...>``."""
+    return model.split(".", 1)[0]
 
 
 def judge_for(cfg: Mapping, model: str) -> str:
@@ -171,8 +191,29 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
     "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
-    "report": ("scorer",),
+    "report": ("seed", "scorer", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap", "unidetox"),
+    # the validation split selects hyperparameters, possibly with fewer samples per prompt
+    "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning"),
+    "toxic_corpus": ("seed", "device", "dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
+    "toxic_model": ("seed", "device", "dtype", "unidetox.toxic_model"),
+    "distill": ("device", "dtype", "unidetox.distill"),
+    "finetune": ("seed", "device", "dtype", "unidetox.finetune"),  # the grid value comes from the job's name
+    "derive": (),
+    "lm_steer": ("seed", "device", "dtype", "unidetox.lm_steer.train_epsilon", "unidetox.lm_steer.lr",
+                 "unidetox.lm_steer.epochs", "unidetox.lm_steer.batch_tokens", "unidetox.lm_steer.max_length"),
+    "dexperts_guide": ("unidetox.dexperts.top_p",),
+    "select": (),
+    "analysis": ("scorer",),
 }
+
+
+def generation_for(cfg: Mapping, split: str) -> dict:
+    """Generation settings of a split: tuning may sample fewer continuations per validation prompt."""
+    gen = dict(cfg["generation"])
+    n = (cfg.get("tuning") or {}).get("samples_per_prompt")
+    if split == "validation" and n:
+        gen["samples_per_prompt"] = n
+    return gen
 
 
 def select(cfg: Mapping, keys: tuple[str, ...] | list[str]) -> dict:

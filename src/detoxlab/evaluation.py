@@ -18,7 +18,7 @@ from detoxlab.device import runtime
 from detoxlab.guides import NO_GUIDE, load_guide
 from detoxlab.metrics.bootstrap import ratio_bootstrap_ci
 from detoxlab.metrics.diversity import distinct_report
-from detoxlab.metrics.toxicity import toxicity_report
+from detoxlab.metrics.toxicity import per_prompt_max, toxicity_report
 from detoxlab.models.registry import load_model
 from detoxlab.sampling import SamplingSettings
 
@@ -42,9 +42,17 @@ def load_prompt_set(cfg: dict, splits: list[str] | str) -> list[dict]:
         rows = external.load_realtoxicityprompts(pc["path"], challenging_only=pc["challenging_only"],
                                                  max_prompt_toxicity=pc["max_prompt_toxicity"], limit=pc["limit"],
                                                  seed=cfg["seed"], split="test")
-    else:
-        rows = external.load_toxigen_annotated(pc["path"], split="test", limit=pc["limit"], seed=cfg["seed"])
-    return [r for r in rows if r["split"] in splits]
+        return [r for r in rows if r["split"] in splits]
+    # ToxiGen annotated: its test split is the evaluation set; hyperparameters are tuned on its (disjoint)
+    # train split, which plays our "validation" role
+    rows = []
+    for split in splits:
+        source_split = {"test": "test", "validation": "train"}.get(split)
+        if source_split is None:
+            raise ValueError(f"prompts.source toxigen: no '{split}' prompts (test and validation only)")
+        part = external.load_toxigen_annotated(pc["path"], split=source_split, limit=pc["limit"], seed=cfg["seed"])
+        rows += [{**r, "split": split} for r in part]
+    return rows
 
 
 def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: str, threads: int | None = None,
@@ -53,8 +61,10 @@ def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: st
     model, tokenizer, model_manifest = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
     prompts = prompts if prompts is not None else load_prompt_set(cfg, split)
-    gen = cfg["generation"]
+    from detoxlab.config import generation_for
     from detoxlab.generation import generate
+
+    gen = generation_for(cfg, split)
 
     rows, stats = generate(model, tokenizer, prompts, guide, SamplingSettings.from_config(gen),
                            gen["samples_per_prompt"], gen["batch_size"], cfg["seed"])
@@ -117,6 +127,12 @@ def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[
     boot = ev["bootstrap"]
     toxicity = toxicity_report(rows, threshold=ev["toxicity"]["threshold"], inclusive=ev["toxicity"]["inclusive"],
                                n_boot=boot["n_boot"], alpha=boot["alpha"], seed=cfg["seed"])
+    # per-prompt maxima let the report pair two systems prompt by prompt (paired bootstrap of differences)
+    by_pid: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        by_pid[r["prompt_id"]].append(r["toxicity"])
+    toxicity["per_prompt_max"] = {pid: m for pid, m in sorted(per_prompt_max(by_pid).items())}
+    toxicity["domain_of"] = dict(sorted({r["prompt_id"]: r["domain"] for r in rows}.items()))
     by_prompt: dict[str, list[float]] = defaultdict(list)
     texts: dict[str, list[str]] = defaultdict(list)
     with_prompt = ev["diversity"]["text"] == "prompt_continuation"

@@ -25,6 +25,7 @@ def generate(model, tokenizer, prompts: Sequence[dict], guide: Guide, settings: 
     output is deterministic for a seed, a batch size and a device.
     """
     device = next(model.parameters()).device
+    settings = guide.sampling_settings(settings)
     generator = make_generator(seed, device)
     jobs = [(p, s) for p in prompts for s in range(samples_per_prompt)]
     rows: list[dict] = []

@@ -137,7 +137,8 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_files: list[str], out_dir: str,
-                 scorer: str) -> list[dict]:
+                 scorer: str, cfg: dict | None = None, validation_files: list[str] = (),
+                 analysis_md: str | None = None) -> list[dict]:
     out = Path(out_dir)
     mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
     jobs_by_key: dict[tuple[str, str | None], list[dict]] = defaultdict(list)
@@ -155,10 +156,19 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
     rows, metrics = [r for r, _ in pairs], [m for _, m in pairs]
     write_csv(out / "table.csv", rows, COLUMNS)
     write_csv(out / "cost.csv", jobs, ["rule", "job", "s", "max_rss"])
+    sections, verdicts = "", []
+    if cfg and cfg.get("unidetox"):
+        from detoxlab.unidetox.report import section
+
+        by_system = {m["system"]: m for m in metrics if m["split"] == "test"}
+        validation = {m["system"]: m for m in map(read_json, validation_files)}
+        text = Path(analysis_md).read_text() if analysis_md else None
+        sections, verdicts = section(cfg, by_system, mmlu, validation, text, out, jobs)
     with atomic_file(out / "table.md") as fh:
         fh.write("# Results\n\n" + markdown_table(rows, scorer))
         fh.write("\n## Toxicity probability per prompt group\n\n" + group_table(metrics))
+        fh.write(sections)
     test_rows = [r for r in rows if r["split"] == "test"] or rows
     plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
-    write_json(out / "summary.json", {"systems": rows, "jobs": jobs})
+    write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts})
     return rows

@@ -142,12 +142,13 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
 
 @torch.inference_mode()
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: SamplingSettings,
-           generator: torch.Generator, eos_token_id: int | None, pad_token_id: int,
+           generator: torch.Generator, eos_token_id: int | list[int] | None, pad_token_id: int,
            guide: GuideSession | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample continuations for a left-padded batch.
 
     Returns ``(tokens [B, T], n_tokens [B])``: positions after a row's EOS hold ``pad_token_id``;
-    ``n_tokens`` counts the generated tokens of each row including its EOS.
+    ``n_tokens`` counts the generated tokens of each row including its EOS. ``eos_token_id`` may list several
+    stop tokens.
     """
     batch = input_ids.shape[0]
     device = input_ids.device
@@ -156,6 +157,9 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, setting
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     n_tokens = torch.zeros(batch, dtype=torch.long, device=device)
     tokens = []
+    stop = None
+    if settings.stop_at_eos and eos_token_id is not None:
+        stop = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     for step in range(settings.max_new_tokens):
         if guide is not None:
             logits = guide.adjust(logits)
@@ -163,8 +167,8 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, setting
         nxt = nxt.masked_fill(finished, pad_token_id)
         tokens.append(nxt)
         n_tokens += (~finished).long()
-        if settings.stop_at_eos and eos_token_id is not None:
-            finished |= nxt == eos_token_id
+        if stop is not None:
+            finished |= torch.isin(nxt, stop)
         if guide is not None:
             guide.update(nxt)
         if step == settings.max_new_tokens - 1 or bool(finished.all()):

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from detoxlab import config as dl_config
+from detoxlab.unidetox import plan as ud_plan
 
 min_version("9.0")
 
@@ -24,22 +25,40 @@ GUIDE_DIR = "results/guides/{guide}"
 MMLU_JSON = "results/eval/mmlu/{model}--{guide}.json"
 
 
+# Derived models and guides are "<base>.<method>.<param><value>": dots and single dashes (5e-05), never "--",
+# which separates model from guide in a system's name.
+NAME = "[A-Za-z0-9_][A-Za-z0-9_.+]*(?:-[A-Za-z0-9_.+]+)*"
+BASE_NAME = "[A-Za-z0-9_]+"
+# guides declared in the config (built by build_guide); method guides such as DExperts have rules of their own
+DECLARED_GUIDES = "|".join(config["guides"]) or "(?!)"
+
+
 wildcard_constraints:
-    model="[A-Za-z0-9_]+",
-    guide="[A-Za-z0-9_]+",
+    model=NAME,
+    guide=NAME,
+    target=BASE_NAME,
     split="train|validation|test",
 
 
 def systems():
-    """(model, guide) pairs: every target alone and with every declared guide."""
+    """(model, guide) pairs on the test split: every target alone and with every declared guide, then each
+    method's chosen grid point."""
     guides = [NO_GUIDE] + list(config["systems"]["guides"])
-    return [(m, g) for m in config["systems"]["targets"] for g in guides]
+    pairs = [(m, g) for m in config["systems"]["targets"] for g in guides]
+    return pairs + [(s.model, s.guide) for s in ud_plan.selections(config)]
+
+
+def tuning_systems():
+    """(model, guide) pairs evaluated on the validation split: every grid point and the bare targets."""
+    cands = ud_plan.candidates(config)
+    bases = sorted({c.target for c in cands})
+    return [(t, NO_GUIDE) for t in bases] + [(c.model, c.guide) for c in cands]
 
 
 def used_models():
     """Every declared model the report needs: the targets and the judges they use."""
-    targets = config["systems"]["targets"]
-    return sorted(set(targets) | {dl_config.judge_for(config, m) for m in targets})
+    targets = {dl_config.root_model(config, m) for m, _ in systems()}
+    return sorted(targets | {dl_config.judge_for(config, m) for m in targets})
 
 
 def expand_systems(pattern, **extra):
@@ -65,8 +84,13 @@ def job_resources(step):
     return out
 
 
+def model_deps(wildcards):
+    """Every directory that loading the model reads (a derived model's base, an alias's candidates)."""
+    return ud_plan.model_dependencies(config, wildcards.model)
+
+
 def guide_dir(wildcards):
-    return [] if wildcards.guide == NO_GUIDE else [GUIDE_DIR.format(guide=wildcards.guide)]
+    return ud_plan.guide_dependencies(config, wildcards.guide)
 
 
 def guide_arg(wildcards):
@@ -81,3 +105,20 @@ def prompt_files(wildcards):
 
 def judge_dir(wildcards):
     return MODEL_DIR.format(model=dl_config.judge_for(config, wildcards.model))
+
+
+def selection_of(wildcards):
+    """The grid a select job chooses from; a guide method (DExperts) applies to the distiller only."""
+    target = getattr(wildcards, "target", None) or config["unidetox"]["distiller"]
+    return ud_plan.find_selection(config, wildcards.method, target)
+
+
+def selection_dirs(wildcards):
+    sel = selection_of(wildcards)
+    if sel.method in ud_plan.GUIDE_METHODS:
+        return [GUIDE_DIR.format(guide=c.guide) for c in sel.candidates]
+    return [MODEL_DIR.format(model=c.model) for c in sel.candidates]
+
+
+def selection_metrics(wildcards):
+    return [f"results/eval/validation/{c.model}--{c.guide}/metrics.json" for c in selection_of(wildcards).candidates]

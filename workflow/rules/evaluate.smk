@@ -4,13 +4,14 @@
 rule generate:
     input:
         model=MODEL_DIR,
+        deps=model_deps,
         guide=guide_dir,
         prompts=prompt_files,
     output:
         rows="results/eval/{split}/{model}--{guide}/generations.jsonl",
         meta="results/eval/{split}/{model}--{guide}/generations.meta.json",
     params:
-        cfg=step_params("generate"),
+        cfg=lambda wc: step_params("generate_validation" if wc.split == "validation" else "generate"),
         guide=guide_arg,
     threads: res("generate")["threads"]
     resources:
@@ -101,6 +102,7 @@ rule metrics:
 rule mmlu:
     input:
         model=MODEL_DIR,
+        deps=model_deps,
         guide=guide_dir,
     output:
         MMLU_JSON,

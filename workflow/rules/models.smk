@@ -4,6 +4,8 @@
 rule materialize_model:
     output:
         directory(MODEL_DIR),
+    wildcard_constraints:
+        model=BASE_NAME,
     params:
         cfg=lambda wc: step_params("materialize", models=wc.model),
     threads: res("materialize")["threads"]
@@ -22,6 +24,8 @@ rule materialize_model:
 rule build_guide:
     output:
         directory(GUIDE_DIR),
+    wildcard_constraints:
+        guide=DECLARED_GUIDES,
     params:
         cfg=lambda wc: step_params("build_guide", guides=wc.guide),
     threads: res("build_guide")["threads"]

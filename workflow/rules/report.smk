@@ -16,13 +16,34 @@ BENCHMARKS = [
     for f in expand_systems(f"results/benchmarks/{step}/{{model}}--{{guide}}@{{split}}.tsv", split=s)
 ] + (expand_systems("results/benchmarks/mmlu/{model}--{guide}.tsv") if MMLU_ENABLED else [])
 BENCHMARKS += [f"results/benchmarks/materialize/{m}.tsv" for m in used_models()]
+# UniDetox: every grid point on the validation split, the analysis, and the cost of each training job.
+VALIDATION = [f"results/eval/validation/{m}--{g}/metrics.json" for m, g in tuning_systems()]
+UD_ANALYSIS = ["results/unidetox/analysis.md"] if config.get("unidetox") else []
+if config.get("unidetox"):
+    BENCHMARKS += [
+        f"results/benchmarks/unidetox/{job}.tsv"
+        for job in ("toxic_corpus", "toxic_model", "distill", "base_samples", "analysis")
+    ]
+    for c in ud_plan.candidates(config):
+        if c.method in ("unidetox", "basesamples"):
+            BENCHMARKS.append(f"results/benchmarks/finetune/{c.model}.tsv")
+        elif c.method in ("taskarith", "lmsteer"):
+            BENCHMARKS.append(f"results/benchmarks/derive/{c.model}.tsv")
+        else:
+            BENCHMARKS.append(f"results/benchmarks/derive/{c.guide}.tsv")
+        for step in ("generate", "score", "perplexity"):
+            BENCHMARKS.append(f"results/benchmarks/{step}/{c.system}@validation.tsv")
+    BENCHMARKS += [
+        f"results/benchmarks/lm_steer/{t}.tsv"
+        for t in sorted({c.target for c in ud_plan.candidates(config) if c.method == "lmsteer"})
+    ]
 REPORT_OUTPUTS = [
     "results/report/table.md",
     "results/report/table.csv",
     "results/report/tox_vs_ppl.png",
     "results/report/cost.csv",
     "results/report/summary.json",
-]
+] + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else [])
 
 
 rule report:
@@ -30,14 +51,26 @@ rule report:
         metrics=METRICS,
         mmlu=MMLU,
         benchmarks=BENCHMARKS,
+        validation=VALIDATION,
+        analysis=UD_ANALYSIS,
     output:
         md="results/report/table.md",
         csv=report("results/report/table.csv", caption="../report/table.rst", category="Results"),
         plot=report("results/report/tox_vs_ppl.png", caption="../report/tox_vs_ppl.rst", category="Results"),
+        sensitivity=(
+            report(
+                "results/report/unidetox_sensitivity.png",
+                caption="../report/sensitivity.rst",
+                category="UniDetox",
+            )
+            if config.get("unidetox")
+            else []
+        ),
         cost=report("results/report/cost.csv", caption="../report/cost.rst", category="Cost"),
         summary="results/report/summary.json",
     params:
         cfg=step_params("report"),
+        analysis=lambda wc, input: f"--analysis {input.analysis}" if input.analysis else "",
     threads: res("report")["threads"]
     resources:
         **job_resources("report"),
@@ -49,4 +82,5 @@ rule report:
         ENV
     shell:
         "detoxlab --params {params.cfg:q} report --metrics {input.metrics} --mmlu {input.mmlu}"
-        " --benchmarks {input.benchmarks} --out-dir results/report > {log} 2>&1"
+        " --benchmarks {input.benchmarks} --validation {input.validation} {params.analysis}"
+        " --out-dir results/report > {log} 2>&1"

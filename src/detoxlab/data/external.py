@@ -1,20 +1,28 @@
-"""Loaders for public prompt sets: RealToxicityPrompts and ToxiGen (annotated).
+"""Loaders for public data sets: RealToxicityPrompts, ToxiGen (annotated) and DGHS.
 
 Each loader accepts a Hugging Face hub id (paper-scale runs on machines with
-network access) or a local file in the dataset's published schema, and returns
-project prompt records::
+network access) or a local file in the dataset's published schema. The prompt
+loaders (RealToxicityPrompts, ToxiGen) return project prompt records::
 
     {"id", "text", "group", "domain", "split", "source_toxicity"}
+
+and the DGHS loader returns toxic-corpus records::
+
+    {"id", "text", "target", "type", "label", "split"}
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 RTP_HUB_ID = "allenai/real-toxicity-prompts"
 TOXIGEN_HUB_ID = "toxigen/toxigen-data"
@@ -67,6 +75,28 @@ TOXIGEN_REQUIRED_COLUMNS = ("text", "target_group", "toxicity_human")
 # ToxiGen's human toxicity score is a mean of 1-5 ratings; 3 is the neutral
 # midpoint, so it belongs to neither the toxic nor the benign side.
 TOXIGEN_TOXIC_THRESHOLD = 3.0
+
+# Columns of the released `Dynamically Generated Hate Dataset v0.2.3.csv` (the
+# first, unnamed one is the row index pandas wrote); only DGHS_REQUIRED_COLUMNS
+# are needed to build records.
+DGHS_COLUMNS = (
+    "",
+    "acl.id",
+    "X1",
+    "text",
+    "label",
+    "type",
+    "target",
+    "level",
+    "split",
+    "round.base",
+    "annotator",
+    "round",
+    "acl.id.test",
+)
+DGHS_REQUIRED_COLUMNS = ("acl.id", "text", "label", "type", "target", "split")
+# Our split names -> the values of DGHS's own `split` column.
+DGHS_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 
 _OFFLINE_HINT = (
     "Machines without network access need a local file in the dataset's "
@@ -319,4 +349,144 @@ def load_toxigen_annotated(
             f"ToxiGen source '{source}': target_group value(s) {sorted(unmapped)} have no "
             "domain; add them to group_domains or exclude them with groups."
         )
+    return [kept[i] for i in _seeded_subset(range(len(kept)), limit, seed)]
+
+
+# -------------------------------------------------------------------------- DGHS
+
+
+def _read_dghs_table(source: str | Path) -> tuple[list[str], Iterable[Mapping[str, Any]]]:
+    """Column names and rows of a local DGHS ``.csv`` or a hub dataset."""
+    if _is_local(source):
+        path = _require_file(source, "DGHS")
+        if path.suffix.lower() != ".csv":
+            raise DatasetLoadError(
+                f"DGHS source '{source}': unsupported file type (expected the released .csv)."
+            )
+        # utf-8-sig: tolerate a byte-order mark in front of the header.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            try:
+                rows = list(reader)
+            except csv.Error as exc:
+                raise DatasetLoadError(
+                    f"DGHS source '{source}' is not a readable CSV ({exc})."
+                ) from exc
+            return list(reader.fieldnames or []), rows
+    # The hub copies hold every row in one split; DGHS's `split` column says
+    # which rows are train/dev/test.
+    table = _hub_load(str(source), "DGHS", split="train")
+    return list(table.column_names), table
+
+
+def _dghs_cell(value: Any) -> str:
+    """A string cell; missing values (None, or NaN from CSV readers) become ''."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def load_dghs(
+    source: str | Path,
+    groups: Sequence[str] | None = None,
+    label: str = "hate",
+    split: str = "train",
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Load DGHS (Dynamically Generated Hate Speech) rows as toxic-corpus records.
+
+    DGHS (Vidgen et al., 2021, "Learning from the worst: Dynamically generated
+    datasets to improve online hate detection") holds about 40,000 English
+    statements written by annotators over four rounds of adversarial,
+    model-in-the-loop collection, each labelled ``hate``/``nothate`` with the
+    attack ``type`` and the ``target`` group code(s). The UniDetox paper uses
+    its ``hate`` rows targeting gender, sexual orientation, race and religion
+    groups as the toxic corpus for its toxic model.
+
+    `source` is the released ``Dynamically Generated Hate Dataset v0.2.3.csv``
+    (read with the ``csv`` module) or a hub id of a dataset with the same
+    columns, whose single ``train`` split holds all rows. Rows are kept when
+    ``label`` equals `label`, DGHS's own ``split`` column matches `split`
+    (``validation`` is DGHS's ``dev``), and, if `groups` is given, at least
+    one dot-separated part of ``target`` is one of `groups` (``bla.wom``
+    matches ``["wom"]``). Rows with empty text are skipped (logged). `limit`
+    draws a seeded random subset after filtering, kept in source order.
+    Records are ``{"id": "dghs-<acl.id>", "text", "target", "type", "label",
+    "split"}`` with stripped text and `split` in our naming.
+    """
+    _check_split(split)
+    dghs_split = DGHS_SPLITS[split]
+    wanted = None if groups is None else set(groups)
+    if wanted is not None and not wanted:
+        raise ValueError("groups must name at least one DGHS target code, or be None")
+
+    columns, rows = _read_dghs_table(source)
+    missing = [c for c in DGHS_REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DatasetLoadError(
+            f"DGHS source '{source}' lacks column(s) {missing} (found {columns})."
+        )
+
+    # Count survivors of each filter so an empty result can name its cause.
+    labels_seen: set[str] = set()
+    splits_seen: set[str] = set()
+    targets_seen: set[str] = set()
+    n_rows = n_label = n_split = n_group = n_empty = 0
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        n_rows += 1
+        row_label = _dghs_cell(row["label"])
+        labels_seen.add(row_label)
+        if row_label != label:
+            continue
+        n_label += 1
+        row_split = _dghs_cell(row["split"])
+        splits_seen.add(row_split)
+        if row_split != dghs_split:
+            continue
+        n_split += 1
+        target = _dghs_cell(row["target"])
+        parts = {part.strip() for part in target.split(".")}
+        targets_seen.update(parts)
+        if wanted is not None and wanted.isdisjoint(parts):
+            continue
+        n_group += 1
+        text = _dghs_cell(row["text"]).strip()
+        if not text:
+            n_empty += 1
+            continue
+        kept.append(
+            {
+                "id": f"dghs-{_dghs_cell(row['acl.id'])}",
+                "text": text,
+                "target": target,
+                "type": _dghs_cell(row["type"]),
+                "label": row_label,
+                "split": split,
+            }
+        )
+
+    if n_empty:
+        log.info("DGHS source '%s': skipped %d matching row(s) with empty text.", source, n_empty)
+    if not kept:
+        where = f"DGHS source '{source}': no rows left"
+        if n_rows == 0:
+            raise ValueError(f"{where}; the source has no data rows.")
+        if n_label == 0:
+            raise ValueError(
+                f"{where} after the label filter (label={label!r}; "
+                f"labels in the source: {sorted(labels_seen)})."
+            )
+        if n_split == 0:
+            raise ValueError(
+                f"{where} after the split filter (split={split!r}, DGHS split "
+                f"{dghs_split!r}; splits among {label!r} rows: {sorted(splits_seen)})."
+            )
+        if n_group == 0:
+            raise ValueError(
+                f"{where} after the groups filter (groups={sorted(wanted or ())}; "
+                f"target codes among {label!r} {dghs_split!r} rows: {sorted(targets_seen)})."
+            )
+        raise ValueError(f"{where}: all {n_empty} matching row(s) have empty text.")
     return [kept[i] for i in _seeded_subset(range(len(kept)), limit, seed)]

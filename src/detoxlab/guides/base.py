@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from detoxlab.artifacts import atomic_dir, read_json, read_manifest, write_json, write_manifest
-from detoxlab.sampling import GuideSession
+from detoxlab.sampling import GuideSession, SamplingSettings
 
 GUIDE_KIND = "guide"
 NO_GUIDE = "none"
@@ -34,6 +34,10 @@ class Guide:
     def wrap_prompt(self, text: str) -> str:
         """Text the model actually sees for a prompt (the prompt itself is what gets scored and judged)."""
         return text
+
+    def sampling_settings(self, settings: SamplingSettings) -> SamplingSettings:
+        """The filters the sampler applies after ``adjust`` (a guide that filters itself turns them off)."""
+        return settings
 
     def session(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GuideSession | None:
         """Per-batch decoding state, or ``None`` for guides that do not touch logits."""

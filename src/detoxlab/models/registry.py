@@ -108,6 +108,9 @@ def materialize(name: str, spec: dict, out_dir: str | Path) -> dict:
         tokenizer = _prepare_tokenizer(tokenizer)
         if model.generation_config is not None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
+        # the weights are plain float32 now; a leftover GGUF quantization_config would misdescribe them
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
@@ -118,9 +121,14 @@ def materialize(name: str, spec: dict, out_dir: str | Path) -> dict:
 
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
-    """Load a materialised model directory (safetensors only, no remote code)."""
+    """Load a model directory: a materialised base model, or a model derived from one (see ``derived``)."""
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir, MODEL_KIND)
+    if "derived" in manifest:
+        from detoxlab.models.derived import load_derived
+
+        model, tokenizer = load_derived(model_dir, manifest["derived"], device, dtype)
+        return model, tokenizer, manifest
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, use_safetensors=True,

@@ -1,0 +1,124 @@
+"""Models derived from a materialised base model, stored as the difference only.
+
+A derived model directory holds a manifest whose ``derived`` entry says how to rebuild it from its base
+(a path relative to the directory, so a results tree can be moved as a whole):
+
+- ``delta``: a safetensors file of the tensors that differ from the base (fine-tuned layers, Task Arithmetic);
+  everything else, the tokenizer included, is the base's own.
+- ``steer``: an LM-Steer matrix ``W`` and its strength ``epsilon``; output embeddings act as
+  ``e'(v) = e(v) - epsilon * W e(v)``, i.e. the final hidden state ``h`` becomes ``h - epsilon * h W`` before the
+  output layer (identical logits, and no V x d copy of the embeddings).
+- ``alias_of``: the model is another derived model (the checkpoint a selection step chose).
+
+Fine-tuning only part of a 135M-270M model, a delta is a few MB to a few hundred MB instead of a full copy,
+and Task Arithmetic becomes arithmetic on the delta tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from detoxlab.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
+
+DELTA_FILE = "delta.safetensors"
+STEER_FILE = "steer.safetensors"
+
+
+def _resolve(model_dir: Path, rel: str) -> Path:
+    path = (model_dir / rel).resolve()
+    if not path.is_dir():
+        raise ArtifactError(f"{model_dir}: its base model {rel} is missing (expected at {path})")
+    return path
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types on truncated or corrupt files
+        raise ArtifactError(f"corrupt tensor file {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def apply_delta(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Overwrite ``model``'s tensors with ``tensors`` (names and shapes must match exactly)."""
+    params = dict(model.named_parameters())
+    for name, value in tensors.items():
+        if name not in params:
+            raise ArtifactError(f"{source}: tensor '{name}' does not exist in the base model "
+                                "(a delta applies only to the architecture it was trained on)")
+        if params[name].shape != value.shape:
+            raise ArtifactError(f"{source}: tensor '{name}' has shape {tuple(value.shape)}, "
+                                f"the base model's has {tuple(params[name].shape)}")
+        with torch.no_grad():
+            params[name].copy_(value.to(params[name].dtype))
+
+
+class SteerHook:
+    """LM-Steer on the output embeddings, as a forward pre-hook on the output layer: h -> h - eps * h W."""
+
+    def __init__(self, weight: torch.Tensor, epsilon: float):
+        self.weight, self.epsilon = weight, float(epsilon)
+
+    def __call__(self, module, args):
+        h = args[0]
+        return (h - self.epsilon * (h @ self.weight.to(h.dtype)),) + tuple(args[1:])
+
+
+def attach_steer(model: torch.nn.Module, weight: torch.Tensor, epsilon: float):
+    """Steer ``model`` in place; returns the hook handle (``.remove()`` undoes it)."""
+    head = model.get_output_embeddings()
+    device = next(head.parameters()).device
+    return head.register_forward_pre_hook(SteerHook(weight.to(device), epsilon))
+
+
+def load_derived(model_dir: Path, spec: dict, device, dtype):
+    from detoxlab.models.registry import load_model
+
+    if spec.get("alias_of"):
+        model, tokenizer, _ = load_model(_resolve(model_dir, spec["alias_of"]), device, dtype)
+        return model, tokenizer
+    model, tokenizer, _ = load_model(_resolve(model_dir, spec["base"]), device, dtype)
+    if spec.get("delta"):
+        apply_delta(model, _read_tensors(model_dir / spec["delta"]), str(model_dir))
+    if spec.get("steer"):
+        steer = _read_tensors(model_dir / spec["steer"]["file"])
+        attach_steer(model, steer["W"].to(device), spec["steer"]["epsilon"])
+    return model, tokenizer
+
+
+def _relative(target: str | os.PathLike, start: Path) -> str:
+    return os.path.relpath(Path(target).resolve(), start.resolve())
+
+
+def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, root: str,
+                 delta: dict[str, torch.Tensor] | None = None, steer: tuple[torch.Tensor, float] | None = None,
+                 inputs: dict | None = None, params: dict | None = None, **extra) -> dict:
+    """Write a derived model directory atomically (tensors first, manifest last)."""
+    out_dir = Path(out_dir)
+    spec: dict = {"base": _relative(base_dir, out_dir), "delta": None, "steer": None}
+    with atomic_dir(out_dir) as tmp:
+        if delta:
+            save_file({k: v.detach().contiguous().cpu() for k, v in delta.items()}, str(tmp / DELTA_FILE))
+            spec["delta"] = DELTA_FILE
+        if steer is not None:
+            weight, epsilon = steer
+            save_file({"W": weight.detach().contiguous().cpu()}, str(tmp / STEER_FILE))
+            spec["steer"] = {"file": STEER_FILE, "epsilon": float(epsilon)}
+        return write_manifest(tmp, "model", inputs=inputs, params=params, root=root, derived=spec, **extra)
+
+
+def save_alias(out_dir: str | os.PathLike, target_dir: str | os.PathLike, *, root: str, **extra) -> dict:
+    """A model directory that stands for ``target_dir`` (e.g. the checkpoint chosen on validation)."""
+    out_dir = Path(out_dir)
+    target = read_manifest(target_dir, "model")
+    with atomic_dir(out_dir) as tmp:
+        return write_manifest(tmp, "model", inputs={"alias_of": str(target_dir)}, params=target.get("params", {}),
+                              root=root, derived={"alias_of": _relative(target_dir, out_dir)}, **extra)
+
+
+def changed_tensors(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    params = dict(model.named_parameters())
+    return {n: params[n].detach().float().cpu().clone() for n in names}

@@ -1,0 +1,1 @@
+"""Training loops shared by the methods (fine-tuning on text, steering matrices, heads)."""

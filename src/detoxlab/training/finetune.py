@@ -1,0 +1,162 @@
+"""Causal-LM fine-tuning on a list of texts: the toxic model, UniDetox and the base-samples baseline.
+
+Only part of the network trains (the top decoder layers and the final norm, optionally the embeddings), which
+is what makes CPU fine-tuning feasible and what the derived-model delta stores. Padding never enters the loss
+(the official UniDetox code trains on its pad tokens; we mask them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    lr: float
+    batch_size: int = 8
+    epochs: int = 1
+    max_steps: int | None = None  # stops early when reached
+    max_length: int = 64
+    train_layers: int = 4  # top decoder layers that train; -1: all of them
+    train_embeddings: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, section: dict, lr: float | None = None, seed: int = 0) -> FinetuneSettings:
+        return cls(lr=float(section["lr"] if lr is None else lr), batch_size=section["batch_size"],
+                   epochs=section["epochs"], max_steps=section.get("max_steps"), max_length=section["max_length"],
+                   train_layers=section["train_layers"], train_embeddings=section["train_embeddings"],
+                   weight_decay=section["weight_decay"], betas=tuple(section["betas"]),
+                   grad_clip=section.get("grad_clip"), seed=seed)
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of decoder blocks (the longest ModuleList), whatever the architecture calls it."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__}: no decoder layer list found")
+    return max(lists, key=len)
+
+
+def select_trainable(model: torch.nn.Module, train_layers: int, train_embeddings: bool) -> list[str]:
+    """Freeze everything, then unfreeze the top ``train_layers`` blocks, the final norm and (optionally) the
+    embeddings. Returns the names of the trainable parameters."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layers = decoder_layers(model)
+    n = len(layers) if train_layers < 0 else min(train_layers, len(layers))
+    chosen = {id(p) for block in list(layers)[len(layers) - n:] for p in block.parameters()}
+    if n > 0:  # the norm after the last block sits between the trained blocks and the output layer
+        for name, module in model.named_modules():
+            if name.endswith(("model.norm", "final_layernorm", "ln_f", "final_norm")):
+                chosen |= {id(p) for p in module.parameters()}
+    if train_embeddings:
+        chosen |= {id(p) for p in model.get_input_embeddings().parameters()}
+        chosen |= {id(p) for p in model.get_output_embeddings().parameters()}
+    names = []
+    for name, p in model.named_parameters():  # tied weights appear once here
+        if id(p) in chosen:
+            p.requires_grad_(True)
+            names.append(name)
+    if not names:
+        raise ValueError("nothing to train: train_layers is 0 and train_embeddings is false")
+    return names
+
+
+def tokenize_for_training(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text in the model's own convention (BOS where the tokenizer adds one), truncated."""
+    ids = [tokenizer(t, add_special_tokens=True).input_ids[:max_length] for t in texts]
+    return [x for x in ids if len(x) >= 2]
+
+
+def collate(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask, labels)``; padded positions get label -100 (no loss)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return ids, mask, labels
+
+
+def batches(seqs: Sequence[list[int]], batch_size: int, epochs: int, seed: int) -> Iterator[list[list[int]]]:
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(seqs))
+        for start in range(0, len(order), batch_size):
+            yield [seqs[i] for i in order[start:start + batch_size]]
+
+
+def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL over non-pad target positions."""
+    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+def finetune(model, tokenizer, texts: Sequence[str], settings: FinetuneSettings, progress: bool = True) -> dict:
+    """Train ``model`` in place on ``texts``; returns the loss history and the trainable parameter names."""
+    torch.manual_seed(settings.seed)
+    device = next(model.parameters()).device
+    names = select_trainable(model, settings.train_layers, settings.train_embeddings)
+    params = [p for p in model.parameters() if p.requires_grad]
+    seqs = tokenize_for_training(tokenizer, texts, settings.max_length)
+    if not seqs:
+        raise ValueError("no training text left after tokenisation (every text shorter than 2 tokens)")
+    steps_per_epoch = math.ceil(len(seqs) / settings.batch_size)
+    total = steps_per_epoch * settings.epochs
+    if settings.max_steps:
+        total = min(total, settings.max_steps)
+    opt = torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not progress, mininterval=5)
+    for step, batch in enumerate(batches(seqs, settings.batch_size, settings.epochs, settings.seed)):
+        if step >= total:
+            break
+        ids, mask, labels = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+        loss = lm_loss(model, ids, mask, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"fine-tuning diverged at step {step} (loss {loss.item()}); lower the lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % 10 == 0:
+            log.info("step %d/%d loss %.4f", step, total, losses[-1])
+    bar.close()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return {"loss": losses, "steps": len(losses), "n_texts": len(seqs), "trainable": names,
+            "n_trainable": sum(p.numel() for p in params)}
+
+
+@torch.no_grad()
+def mean_loss(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 8) -> float:
+    """Token-weighted mean NLL of ``texts`` (the fine-tuning objective, evaluated without updates)."""
+    device = next(model.parameters()).device
+    seqs = tokenize_for_training(tokenizer, texts, max_length)
+    total, count = 0.0, 0
+    for start in range(0, len(seqs), batch_size):
+        ids, mask, labels = (t.to(device) for t in collate(seqs[start:start + batch_size], tokenizer.pad_token_id))
+        n = int((labels[:, 1:] != -100).sum())
+        total += float(lm_loss(model, ids, mask, labels)) * n
+        count += n
+    return total / max(count, 1)

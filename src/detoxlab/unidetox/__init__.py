@@ -1,0 +1,1 @@
+"""UniDetox: toxic model, distilled detoxifying text, fine-tuning, baselines and analysis."""

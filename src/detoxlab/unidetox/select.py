@@ -1,0 +1,51 @@
+"""Choose one candidate of a hyperparameter grid by its validation toxicity, as the UniDetox paper does.
+
+Lowest validation toxicity probability wins; ties go to the lower expected maximum toxicity, then to the
+earlier grid entry. The choice is written as an alias (model or guide directory) plus a record of every
+candidate's validation numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from detoxlab.artifacts import read_json
+
+
+def _key(m: dict) -> tuple[float, float]:
+    tox = m["toxicity"]["overall"]
+    nan_last = lambda v: math.inf if v is None or math.isnan(v) else v  # noqa: E731
+    return nan_last(tox["tp"]), nan_last(tox["emt"])
+
+
+def choose(candidates: list[tuple[str, str]]) -> tuple[int, list[dict]]:
+    """``candidates``: (name, validation metrics.json). Returns (index of the chosen one, table)."""
+    if not candidates:
+        raise ValueError("no candidates to select from (empty hyperparameter grid)")
+    table = []
+    for name, path in candidates:
+        m = read_json(path)
+        tox = m["toxicity"]["overall"]
+        table.append({"candidate": name, "metrics": str(path), "tp": tox["tp"], "emt": tox["emt"],
+                      "ppl": m["fluency"]["ppl"], "_key": _key(m)})
+    best = min(range(len(table)), key=lambda i: (table[i]["_key"], i))
+    for row in table:
+        row.pop("_key")
+    return best, table
+
+
+def write_guide_alias(out_dir: str | Path, target_dir: str | Path, record: dict) -> None:
+    """A guide directory standing for the chosen guide: the same guide.json, the expert path rebased."""
+    import os
+
+    from detoxlab.artifacts import atomic_dir, read_manifest, write_json, write_manifest
+
+    target_dir, out_dir = Path(target_dir), Path(out_dir)
+    read_manifest(target_dir, "guide")
+    spec = read_json(target_dir / "guide.json")
+    if "expert" in spec:
+        spec["expert"] = os.path.relpath((target_dir / spec["expert"]).resolve(), out_dir.resolve())
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "guide.json", spec)
+        write_manifest(tmp, "guide", inputs={"alias_of": str(target_dir)}, params=spec, selection=record)

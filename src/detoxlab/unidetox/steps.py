@@ -1,0 +1,181 @@
+"""UniDetox workflow steps: each reads files, writes one artifact (atomically) and records its inputs."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+from detoxlab.artifacts import atomic_dir, read_json, read_jsonl, write_json, write_jsonl, write_manifest
+from detoxlab.device import runtime
+from detoxlab.evaluation import load_prompt_set, meta_path
+from detoxlab.models.derived import changed_tensors, save_derived
+from detoxlab.models.registry import load_model
+
+
+def _texts(path: str | Path) -> list[str]:
+    texts = [r["text"] for r in read_jsonl(path) if r["text"].strip()]
+    if not texts:
+        raise ValueError(f"{path}: no text to train on")
+    return texts
+
+
+def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None) -> dict:
+    from detoxlab.unidetox import corpus
+
+    section = cfg["unidetox"]["toxic_corpus"]
+    if section["source"] == "dghs":
+        rows, provenance = corpus.dghs_corpus(section, cfg["seed"])
+    else:
+        device, dtype = runtime(cfg, threads)
+        model, tokenizer, _ = load_model(model_dir, device, dtype)
+        all_train = copy.deepcopy(cfg)
+        all_train["prompts"]["max_per_group"] = None  # every training prompt; evaluation splits never enter
+        prompts = load_prompt_set(all_train, "train")
+        rows, provenance = corpus.sampled_corpus(model, tokenizer, prompts, section, cfg["scorer"], cfg["seed"])
+        provenance["model"] = str(model_dir)
+    if not rows:
+        raise ValueError("unidetox.toxic_corpus: no toxic text found (nothing scored above the threshold); sample "
+                         "more (samples_per_prompt, max_new_tokens) or lower the threshold")
+    write_jsonl(out, rows)
+    meta = {"provenance": provenance, **corpus.describe(rows), "params": section, "seed": cfg["seed"]}
+    write_json(meta_path(out), meta)
+    return meta
+
+
+def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: float, out: str, root: str,
+               threads: int | None, inputs: dict) -> dict:
+    from detoxlab.training.finetune import FinetuneSettings, finetune, mean_loss
+
+    device, dtype = runtime(cfg, threads)
+    model, tokenizer, _ = load_model(base_dir, device, dtype)
+    settings = FinetuneSettings.from_config(section, lr=lr, seed=cfg["seed"])
+    before = mean_loss(model, tokenizer, texts, settings.max_length)
+    t0 = time.perf_counter()
+    history = finetune(model, tokenizer, texts, settings)
+    seconds = time.perf_counter() - t0
+    after = mean_loss(model, tokenizer, texts, settings.max_length)
+    return save_derived(out, base_dir, root=root, delta=changed_tensors(model, history["trainable"]),
+                        inputs=inputs, params={**section, "lr": lr, "seed": cfg["seed"]},
+                        training={"loss": history["loss"], "steps": history["steps"], "n_texts": history["n_texts"],
+                                  "n_trainable": history["n_trainable"], "train_nll_before": before,
+                                  "train_nll_after": after, "seconds": round(seconds, 2)})
+
+
+def toxic_model(cfg: dict, base_dir: str, corpus_file: str, out: str, root: str, threads: int | None = None) -> dict:
+    section = cfg["unidetox"]["toxic_model"]
+    return _finetuned(cfg, base_dir, _texts(corpus_file), section, section["lr"], out, root, threads,
+                      inputs={"base": str(base_dir), "corpus": str(corpus_file)})
+
+
+def finetune_on_text(cfg: dict, base_dir: str, text_file: str, lr: float, out: str, root: str,
+                     threads: int | None = None) -> dict:
+    return _finetuned(cfg, base_dir, _texts(text_file), cfg["unidetox"]["finetune"], lr, out, root, threads,
+                      inputs={"base": str(base_dir), "texts": str(text_file)})
+
+
+def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: int | None = None) -> dict:
+    from detoxlab.unidetox.distill import distill_texts
+
+    section = cfg["unidetox"]["distill"]
+    device, dtype = runtime(cfg, threads)
+    base, tokenizer, _ = load_model(base_dir, device, dtype)
+    toxic = load_model(toxic_dir, device, dtype)[0] if toxic_dir else None
+    rows, stats = distill_texts(base, tokenizer, section, toxic=toxic)
+    write_jsonl(out, rows)
+    meta = {"base": str(base_dir), "toxic": str(toxic_dir) if toxic_dir else None,
+            "method": "contrastive" if toxic_dir else "base_samples", "params": section, **stats,
+            "n_texts": len(rows), "mean_tokens": sum(r["n_tokens"] for r in rows) / max(len(rows), 1)}
+    write_json(meta_path(out), meta)
+    return meta
+
+
+def task_arithmetic(cfg: dict, base_dir: str, toxic_dir: str, lam: float, out: str, root: str) -> dict:
+    from safetensors.torch import load_file
+
+    from detoxlab.unidetox import task_arithmetic as ta
+
+    toxic_manifest = read_json(Path(toxic_dir) / "manifest.json")
+    toxic_delta = load_file(str(Path(toxic_dir) / toxic_manifest["derived"]["delta"]))
+    base, _, _ = load_model(base_dir)
+    base_params = {k: v.detach() for k, v in base.named_parameters()}
+    ta.check_same_architecture(base_params, toxic_delta, root, toxic_manifest.get("root", str(toxic_dir)))
+    tau = ta.task_vector(base_params, toxic_delta)
+    return save_derived(out, base_dir, root=root, delta=ta.negate(base_params, tau, lam),
+                        inputs={"base": str(base_dir), "toxic": str(toxic_dir)}, params={"lambda": lam})
+
+
+def lm_steer_train(cfg: dict, base_dir: str, corpus_file: str, out: str, threads: int | None = None) -> dict:
+    from safetensors.torch import save_file
+
+    from detoxlab.unidetox.lm_steer import train_steer
+
+    section = cfg["unidetox"]["lm_steer"]
+    device, dtype = runtime(cfg, threads)
+    model, tokenizer, _ = load_model(base_dir, device, dtype)
+    weight, history = train_steer(model, tokenizer, _texts(corpus_file), section, cfg["seed"])
+    with atomic_dir(out) as tmp:
+        save_file({"W": weight.cpu().contiguous()}, str(tmp / "steer.safetensors"))
+        return write_manifest(tmp, "steer", inputs={"base": str(base_dir), "corpus": str(corpus_file)},
+                              params=section, training=history)
+
+
+def lm_steer_model(base_dir: str, steer_dir: str, epsilon: float, out: str, root: str) -> dict:
+    from safetensors.torch import load_file
+
+    from detoxlab.artifacts import read_manifest
+
+    read_manifest(steer_dir, "steer")
+    weight = load_file(str(Path(steer_dir) / "steer.safetensors"))["W"]
+    return save_derived(out, base_dir, root=root, steer=(weight, epsilon),
+                        inputs={"base": str(base_dir), "steer": str(steer_dir)}, params={"epsilon": epsilon})
+
+
+def dexperts_guide(cfg: dict, toxic_dir: str, beta: float, out: str) -> dict:
+    import os
+
+    from detoxlab.artifacts import read_manifest
+
+    read_manifest(toxic_dir, "model")
+    spec = {"type": "dexperts", "beta": beta, "top_p": cfg["unidetox"]["dexperts"]["top_p"],
+            "expert": os.path.relpath(Path(toxic_dir).resolve(), Path(out).resolve())}
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "guide.json", spec)
+        return write_manifest(tmp, "guide", inputs={"expert": str(toxic_dir)}, params=spec,
+                              backbone_calls_per_step=1)
+
+
+def select(names: list[str], dirs: list[str], metrics: list[str], out: str, kind: str, root: str | None) -> dict:
+    from detoxlab.models.derived import save_alias
+    from detoxlab.unidetox.select import choose, write_guide_alias
+
+    if not (len(names) == len(dirs) == len(metrics)):
+        raise ValueError("select: names, directories and metrics files must correspond one to one")
+    best, table = choose(list(zip(names, metrics)))
+    record = {"chosen": names[best], "criterion": "lowest validation TP (then EMT)", "candidates": table}
+    if kind == "model":
+        save_alias(out, dirs[best], root=root, selection=record)
+    else:
+        write_guide_alias(out, dirs[best], record)
+    return record
+
+
+def analysis(cfg: dict, distilled: str, base_samples: str, corpus_file: str, out: str) -> dict:
+    from detoxlab.scorers import build_scorer, score_texts
+    from detoxlab.unidetox.analysis import analyse, markdown
+
+    scorer = build_scorer({k: v for k, v in cfg["scorer"].items() if k != "batch_size"})
+    sets = {}
+    for name, path in (("distilled", distilled), ("base_samples", base_samples)):
+        rows = read_jsonl(path)
+        scores = score_texts(scorer, [r["text"] for r in rows], batch_size=cfg["scorer"]["batch_size"]).scores
+        sets[name] = [{**r, "toxicity": float(s)} for r, s in zip(rows, scores)]
+    result = analyse(sets["distilled"], sets["base_samples"], [r["text"] for r in read_jsonl(corpus_file)])
+    result["inputs"] = {"distilled": str(distilled), "base_samples": str(base_samples), "toxic": str(corpus_file)}
+    result["scorer"] = cfg["scorer"]["type"]
+    write_json(out, result)
+    from detoxlab.artifacts import atomic_file
+
+    with atomic_file(Path(out).with_suffix(".md")) as fh:
+        fh.write(markdown(result))
+    return result

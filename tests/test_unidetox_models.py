@@ -1,0 +1,144 @@
+"""Derived models (deltas, aliases, LM-Steer), Task Arithmetic, grid selection and the UniDetox plan."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detoxlab import config as config_mod
+from detoxlab.artifacts import ArtifactError, write_json
+from detoxlab.models.derived import attach_steer, save_alias, save_derived
+from detoxlab.models.registry import load_model
+from detoxlab.unidetox import plan
+from detoxlab.unidetox import task_arithmetic as ta
+from detoxlab.unidetox.lm_steer import steered_logits, train_steer
+from detoxlab.unidetox.select import choose
+from tests.conftest import REPO
+
+
+def test_task_arithmetic_on_tensors():
+    base = {"w": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([0.5])}
+    toxic = {"w": torch.tensor([2.0, 2.0, 1.0])}
+    tau = ta.task_vector(base, toxic)
+    assert torch.equal(tau["w"], torch.tensor([1.0, 0.0, -2.0])) and set(tau) == {"w"}
+    assert torch.equal(ta.negate(base, tau, 0.5)["w"], torch.tensor([0.5, 2.0, 4.0]))
+    assert torch.equal(ta.negate(base, tau, 0.0)["w"], base["w"])
+    with pytest.raises(ValueError, match="architecture of the toxic model"):
+        ta.check_same_architecture({"w": torch.zeros(4)}, toxic, "other", "toxic")
+
+
+def test_delta_round_trip_and_alias(tiny_llama_dir, tmp_path):
+    model, tok, _ = load_model(tiny_llama_dir)
+    name = "model.layers.1.mlp.up_proj.weight"
+    new = dict(model.named_parameters())[name].detach() + 1.0
+    save_derived(tmp_path / "tiny.x", tiny_llama_dir, root="tiny_llama", delta={name: new})
+    derived, _, manifest = load_model(tmp_path / "tiny.x")
+    assert manifest["root"] == "tiny_llama"
+    assert torch.equal(dict(derived.named_parameters())[name], new)
+    other = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(dict(derived.named_parameters())[other], dict(model.named_parameters())[other])
+    save_alias(tmp_path / "tiny.chosen", tmp_path / "tiny.x", root="tiny_llama")
+    aliased, _, _ = load_model(tmp_path / "tiny.chosen")
+    assert torch.equal(dict(aliased.named_parameters())[name], new)
+
+
+def test_corrupt_delta_is_a_clear_error(tiny_llama_dir, tmp_path):
+    save_derived(tmp_path / "tiny.bad", tiny_llama_dir, root="tiny_llama",
+                 delta={"model.norm.weight": torch.ones(32)})
+    (tmp_path / "tiny.bad" / "delta.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ArtifactError, match="corrupt tensor file"):
+        load_model(tmp_path / "tiny.bad")
+
+
+def test_lm_steer_epsilon_zero_equals_base(tiny_llama_dir):
+    model, tok, _ = load_model(tiny_llama_dir)
+    ids = tok(["the cat sat", "a bird"], return_tensors="pt", padding=True)
+    ref = model(**ids).logits
+    handle = attach_steer(model, torch.randn(32, 32), 0.0)
+    assert torch.equal(model(**ids).logits, ref)
+    handle.remove()
+
+
+def test_lm_steer_hook_equals_steered_output_embeddings(tiny_llama_dir):
+    """logits with the hook = h . e'(v) with e'(v) = e(v) - eps W e(v), computed naively."""
+    model, tok, _ = load_model(tiny_llama_dir)
+    ids = tok(["the cat sat on"], return_tensors="pt")
+    hidden = []
+    probe = model.get_output_embeddings().register_forward_pre_hook(lambda m, a: hidden.append(a[0]))
+    model(**ids)
+    probe.remove()
+    h = hidden[0][0]  # [T, d]
+    W, eps = torch.randn(32, 32) * 0.1, 0.7
+    E = model.get_output_embeddings().weight  # [V, d]
+    E_steered = E - eps * (E @ W.T)  # row v: e(v) - eps W e(v)
+    handle = attach_steer(model, W, eps)
+    steered = model(**ids).logits[0]
+    handle.remove()
+    assert torch.allclose(steered, h @ E_steered.T, atol=1e-5)
+
+
+def test_lm_steer_training_fits_the_corpus(tiny_llama_dir):
+    model, tok, _ = load_model(tiny_llama_dir)
+    texts = ["the cat sat on the mat"] * 8
+    section = {"max_length": 16, "lr": 0.05, "train_epsilon": 1.0, "batch_tokens": 64, "epochs": 20}
+    weight, history = train_steer(model, tok, texts, section, seed=0, progress=False)
+    assert history["corpus_nll_after"] < history["corpus_nll_before"] - 0.1
+    # the stored matrix already includes train_epsilon: steering with epsilon = -1 reproduces training
+    from detoxlab.unidetox.lm_steer import output_inputs
+
+    h, y = output_inputs(model, tok, texts, 16)
+    nll = torch.nn.functional.cross_entropy(steered_logits(model, h, weight, 1.0), y)
+    assert abs(float(nll) - history["corpus_nll_after"]) < 1e-4
+
+
+def _metrics(tmp_path, name, tp, emt):
+    path = tmp_path / f"{name}.json"
+    write_json(path, {"toxicity": {"overall": {"tp": tp, "emt": emt}}, "fluency": {"ppl": 10.0}})
+    return str(path)
+
+
+def test_selection_lowest_validation_tp_then_emt(tmp_path):
+    cands = [("a", _metrics(tmp_path, "a", 0.3, 0.2)), ("b", _metrics(tmp_path, "b", 0.1, 0.5)),
+             ("c", _metrics(tmp_path, "c", 0.1, 0.4))]
+    best, table = choose(cands)
+    assert best == 2 and [r["candidate"] for r in table] == ["a", "b", "c"]
+    nan_first = [("n", _metrics(tmp_path, "n", float("nan"), 0.1))] + cands[:1]
+    assert choose(nan_first)[0] == 1
+
+
+def _cfg():
+    return config_mod.load(REPO / "config" / "smoke.yaml")
+
+
+def test_plan_names_and_dependencies():
+    cfg = _cfg()
+    sels = {(s.method, s.target): s for s in plan.selections(cfg)}
+    ud = sels[("unidetox", "tiny_gemma")]
+    assert ud.model == "tiny_gemma.unidetox" and ud.guide == "none"
+    assert [c.model for c in ud.candidates] == ["tiny_gemma.unidetox.lr0.001", "tiny_gemma.unidetox.lr0.0001"]
+    assert ("taskarith", "tiny_gemma") not in sels and ("dexperts", "tiny_gemma") not in sels
+    dx = sels[("dexperts", "tiny_llama")]
+    assert dx.system == "tiny_llama--dexperts" and dx.candidates[0].guide == "dexperts.beta1"
+    deps = plan.model_dependencies(cfg, "tiny_gemma.unidetox")
+    assert deps[:2] == ["results/models/tiny_gemma.unidetox", "results/models/tiny_gemma"]
+    assert "results/models/tiny_gemma.unidetox.lr0.001" in deps
+    assert "results/models/tiny_llama.toxic" in plan.guide_dependencies(cfg, "dexperts")
+    assert config_mod.root_model(cfg, "tiny_gemma.unidetox.lr0.001") == "tiny_gemma"
+    assert config_mod.judge_for(cfg, "tiny_gemma.unidetox") == "tiny_llama"
+
+
+def test_task_arithmetic_on_another_architecture_is_a_config_error():
+    cfg = _cfg()
+    cfg["unidetox"]["task_arithmetic"]["targets"] = ["tiny_gemma"]
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.validate(cfg)
+    assert err.value.key == "unidetox.task_arithmetic.targets[0]"
+    assert "architecture" in str(err.value)
+
+
+def test_unknown_unidetox_target_is_a_config_error():
+    cfg = _cfg()
+    cfg["unidetox"]["targets"] = ["tiny_llama", "nope"]
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.validate(cfg)
+    assert err.value.key == "unidetox.targets[1]"

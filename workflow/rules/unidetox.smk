@@ -1,0 +1,283 @@
+# UniDetox (METHODS.md section 1): toxic corpus -> toxic model -> distilled text -> fine-tuned targets, and the
+# baselines (base-samples fine-tuning, DExperts anti-only, Task Arithmetic, LM-Steer). Every grid point is a
+# model or guide evaluated on the validation split; the chosen one is an alias evaluated on the test split.
+# The rules only exist when the config has a `unidetox` section.
+
+if config.get("unidetox"):
+
+    UD = config["unidetox"]
+    DISTILLER = UD["distiller"]
+    TOXIC = ud_plan.toxic_model(config)
+
+    rule toxic_corpus:
+        input:
+            model=MODEL_DIR.format(model=DISTILLER),
+            prompts=prompt_files,
+        output:
+            rows="results/unidetox/toxic_corpus.jsonl",
+            meta="results/unidetox/toxic_corpus.meta.json",
+        params:
+            cfg=step_params("toxic_corpus"),
+        threads: res("toxic_corpus")["threads"]
+        resources:
+            **job_resources("toxic_corpus"),
+        log:
+            "results/logs/unidetox/toxic_corpus.log",
+        benchmark:
+            "results/benchmarks/unidetox/toxic_corpus.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} --threads {threads} toxic-corpus --model-dir {input.model}"
+            " --out {output.rows} > {log} 2>&1"
+
+    rule toxic_model:
+        input:
+            model=MODEL_DIR.format(model=DISTILLER),
+            corpus="results/unidetox/toxic_corpus.jsonl",
+        output:
+            directory(MODEL_DIR.format(model=TOXIC)),
+        params:
+            cfg=step_params("toxic_model"),
+            root=DISTILLER,
+        threads: res("finetune")["threads"]
+        resources:
+            **job_resources("finetune"),
+        log:
+            "results/logs/unidetox/toxic_model.log",
+        benchmark:
+            "results/benchmarks/unidetox/toxic_model.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} --threads {threads} toxic-model --model-dir {input.model}"
+            " --corpus {input.corpus} --root {params.root} --out {output} > {log} 2>&1"
+
+    rule distill:
+        input:
+            model=MODEL_DIR.format(model=DISTILLER),
+            toxic=MODEL_DIR.format(model=TOXIC),
+        output:
+            rows="results/unidetox/distilled.jsonl",
+            meta="results/unidetox/distilled.meta.json",
+        params:
+            cfg=step_params("distill"),
+        threads: res("distill")["threads"]
+        resources:
+            **job_resources("distill"),
+        log:
+            "results/logs/unidetox/distill.log",
+        benchmark:
+            "results/benchmarks/unidetox/distill.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} --threads {threads} distill --model-dir {input.model}"
+            " --toxic-dir {input.toxic} --out {output.rows} > {log} 2>&1"
+
+    rule base_samples:
+        input:
+            model=MODEL_DIR.format(model=DISTILLER),
+        output:
+            rows="results/unidetox/base_samples.jsonl",
+            meta="results/unidetox/base_samples.meta.json",
+        params:
+            cfg=step_params("distill"),
+        threads: res("distill")["threads"]
+        resources:
+            **job_resources("distill"),
+        log:
+            "results/logs/unidetox/base_samples.log",
+        benchmark:
+            "results/benchmarks/unidetox/base_samples.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} --threads {threads} distill --model-dir {input.model}"
+            " --out {output.rows} > {log} 2>&1"
+
+    rule finetune_on_text:
+        input:
+            model=MODEL_DIR.format(model="{target}"),
+            texts=lambda wc: "results/unidetox/{}.jsonl".format(
+                "distilled" if wc.method == "unidetox" else "base_samples"
+            ),
+        output:
+            directory("results/models/{target}.{method}.lr{lr}"),
+        wildcard_constraints:
+            method="unidetox|basesamples",
+            lr="[0-9.e+-]+",
+        params:
+            cfg=step_params("finetune"),
+        threads: res("finetune")["threads"]
+        resources:
+            **job_resources("finetune"),
+        log:
+            "results/logs/finetune/{target}.{method}.lr{lr}.log",
+        benchmark:
+            "results/benchmarks/finetune/{target}.{method}.lr{lr}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} --threads {threads} finetune --model-dir {input.model}"
+            " --texts {input.texts} --lr {wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
+
+    rule task_arithmetic:
+        input:
+            model=MODEL_DIR.format(model="{target}"),
+            toxic=MODEL_DIR.format(model=TOXIC),
+        output:
+            directory("results/models/{target}.taskarith.lam{lam}"),
+        wildcard_constraints:
+            lam="[0-9.e+-]+",
+        params:
+            cfg=step_params("derive"),
+        threads: res("derive")["threads"]
+        resources:
+            **job_resources("derive"),
+        log:
+            "results/logs/derive/{target}.taskarith.lam{lam}.log",
+        benchmark:
+            "results/benchmarks/derive/{target}.taskarith.lam{lam}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} task-arithmetic --model-dir {input.model} --toxic-dir {input.toxic}"
+            " --lam {wildcards.lam} --root {wildcards.target} --out {output} > {log} 2>&1"
+
+    rule lm_steer_train:
+        input:
+            model=MODEL_DIR.format(model="{target}"),
+            corpus="results/unidetox/toxic_corpus.jsonl",
+        output:
+            directory("results/unidetox/lm_steer/{target}"),
+        params:
+            cfg=step_params("lm_steer"),
+        threads: res("lm_steer")["threads"]
+        resources:
+            **job_resources("lm_steer"),
+        log:
+            "results/logs/lm_steer/{target}.log",
+        benchmark:
+            "results/benchmarks/lm_steer/{target}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} --threads {threads} lm-steer-train --model-dir {input.model}"
+            " --corpus {input.corpus} --out {output} > {log} 2>&1"
+
+    rule lm_steer_model:
+        input:
+            model=MODEL_DIR.format(model="{target}"),
+            steer="results/unidetox/lm_steer/{target}",
+        output:
+            directory("results/models/{target}.lmsteer.eps{eps}"),
+        wildcard_constraints:
+            eps="-?[0-9.e+-]+",
+        params:
+            cfg=step_params("derive"),
+        threads: res("derive")["threads"]
+        resources:
+            **job_resources("derive"),
+        log:
+            "results/logs/derive/{target}.lmsteer.eps{eps}.log",
+        benchmark:
+            "results/benchmarks/derive/{target}.lmsteer.eps{eps}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} lm-steer-model --model-dir {input.model} --steer-dir {input.steer}"
+            " --epsilon {wildcards.eps} --root {wildcards.target} --out {output} > {log} 2>&1"
+
+    rule dexperts_guide:
+        input:
+            toxic=MODEL_DIR.format(model=TOXIC),
+        output:
+            directory("results/guides/dexperts.beta{beta}"),
+        wildcard_constraints:
+            beta="[0-9.e+-]+",
+        params:
+            cfg=step_params("dexperts_guide"),
+        threads: res("derive")["threads"]
+        resources:
+            **job_resources("derive"),
+        log:
+            "results/logs/derive/dexperts.beta{beta}.log",
+        benchmark:
+            "results/benchmarks/derive/dexperts.beta{beta}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} dexperts-guide --toxic-dir {input.toxic} --beta {wildcards.beta}"
+            " --out {output} > {log} 2>&1"
+
+    rule select_model:
+        input:
+            dirs=selection_dirs,
+            metrics=selection_metrics,
+        output:
+            directory("results/models/{target}.{method}"),
+        wildcard_constraints:
+            method="unidetox|basesamples|taskarith|lmsteer",
+        params:
+            cfg=step_params("select"),
+            names=lambda wc: " ".join(c.label for c in selection_of(wc).candidates),
+        threads: res("select")["threads"]
+        resources:
+            **job_resources("select"),
+        log:
+            "results/logs/select/{target}.{method}.log",
+        benchmark:
+            "results/benchmarks/select/{target}.{method}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} select --kind model --root {wildcards.target} --names {params.names}"
+            " --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"
+
+    rule select_guide:
+        input:
+            dirs=selection_dirs,
+            metrics=selection_metrics,
+        output:
+            directory("results/guides/{method}"),
+        wildcard_constraints:
+            method="dexperts",
+        params:
+            cfg=step_params("select"),
+            names=lambda wc: " ".join(c.label for c in selection_of(wc).candidates),
+        threads: res("select")["threads"]
+        resources:
+            **job_resources("select"),
+        log:
+            "results/logs/select/{method}.log",
+        benchmark:
+            "results/benchmarks/select/{method}.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} select --kind guide --names {params.names}"
+            " --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"
+
+    rule unidetox_analysis:
+        input:
+            distilled="results/unidetox/distilled.jsonl",
+            base_samples="results/unidetox/base_samples.jsonl",
+            corpus="results/unidetox/toxic_corpus.jsonl",
+        output:
+            json="results/unidetox/analysis.json",
+            md="results/unidetox/analysis.md",
+        params:
+            cfg=step_params("analysis"),
+        threads: res("analysis")["threads"]
+        resources:
+            **job_resources("analysis"),
+        log:
+            "results/logs/unidetox/analysis.log",
+        benchmark:
+            "results/benchmarks/unidetox/analysis.tsv"
+        conda:
+            ENV
+        shell:
+            "detoxlab --params {params.cfg:q} unidetox-analysis --distilled {input.distilled}"
+            " --base-samples {input.base_samples} --corpus {input.corpus} --out {output.json} > {log} 2>&1"
