@@ -103,3 +103,35 @@ def test_anti_expert_logits_on_the_base_nucleus():
     # beta = 0: plain nucleus sampling of the base
     ref = sampling_distribution(base, SamplingSettings(top_p=0.9))
     assert torch.allclose(anti_expert_logits(base, toxic, 0.0, 0.9).softmax(-1), ref)
+
+
+def test_expert_session_with_left_padding_matches_full_forwards(pair):
+    """The DExperts/MMLU path: left-padded prompts of different lengths, the expert's cache and positions."""
+    from detoxlab.sampling import position_ids_from_mask
+
+    base, toxic, tok = pair
+    tok.padding_side = "left"
+    enc = tok(["the cat sat on the mat", "a bird"], return_tensors="pt", padding=True)
+    session = ExpertSession(toxic, enc.input_ids, enc.attention_mask, lambda b, e: e)
+    nxt = torch.tensor([5, 7])
+    session.update(nxt)
+    for row in range(2):
+        real = enc.input_ids[row][enc.attention_mask[row].bool()]
+        full = torch.cat([real, nxt[row:row + 1]])[None]
+        with torch.no_grad():
+            expected = toxic(input_ids=full).logits[0, -1]
+        assert torch.allclose(session.adjust(None)[row], expected, atol=1e-4)
+    # and the prefill logits are the same positions' logits without padding
+    mask = enc.attention_mask
+    with torch.no_grad():
+        padded = toxic(input_ids=enc.input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+    assert torch.allclose(padded[1, -1], toxic(input_ids=enc.input_ids[1][mask[1].bool()][None]).logits[0, -1],
+                          atol=1e-4)
+
+
+def test_dexperts_guide_turns_the_samplers_nucleus_off():
+    from detoxlab.guides.expert import AntiExpertGuide
+
+    guide = AntiExpertGuide({"type": "dexperts", "beta": 1.0, "top_p": 0.9, "expert": "x"})
+    out = guide.sampling_settings(SamplingSettings(top_p=0.9, top_k=0))
+    assert out.top_p == 1.0 and out.top_k == 0

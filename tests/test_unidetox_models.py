@@ -83,12 +83,45 @@ def test_lm_steer_training_fits_the_corpus(tiny_llama_dir):
     section = {"max_length": 16, "lr": 0.05, "train_epsilon": 1.0, "batch_tokens": 64, "epochs": 20}
     weight, history = train_steer(model, tok, texts, section, seed=0, progress=False)
     assert history["corpus_nll_after"] < history["corpus_nll_before"] - 0.1
-    # the stored matrix already includes train_epsilon: steering with epsilon = -1 reproduces training
+    # the stored matrix already includes train_epsilon: h + 1.0 * h W reproduces the trained (toxic) direction
     from detoxlab.unidetox.lm_steer import output_inputs
 
     h, y = output_inputs(model, tok, texts, 16)
     nll = torch.nn.functional.cross_entropy(steered_logits(model, h, weight, 1.0), y)
     assert abs(float(nll) - history["corpus_nll_after"]) < 1e-4
+
+
+def test_deployed_lm_steer_sign(tiny_llama_dir, tmp_path):
+    """Through the saved model: epsilon > 0 steers away from the training corpus, epsilon < 0 towards it."""
+    from detoxlab.training.finetune import mean_loss
+
+    model, tok, _ = load_model(tiny_llama_dir)
+    texts = ["the cat sat on the mat"] * 8
+    section = {"max_length": 16, "lr": 0.05, "train_epsilon": 1.0, "batch_tokens": 64, "epochs": 20}
+    weight, _ = train_steer(model, tok, texts, section, seed=0, progress=False)
+    base_nll = mean_loss(model, tok, texts, 16)
+    nll = {}
+    for eps in (1.0, -1.0):
+        save_derived(tmp_path / f"m{eps}", tiny_llama_dir, root="tiny_llama", steer=(weight, eps))
+        steered, _, _ = load_model(tmp_path / f"m{eps}")
+        nll[eps] = mean_loss(steered, tok, texts, 16)
+    assert nll[1.0] > base_nll + 0.05 and nll[-1.0] < base_nll - 0.05
+
+
+def test_tied_embeddings_survive_a_delta(tiny_llama_dir, tmp_path):
+    from detoxlab.models.derived import changed_tensors
+    from detoxlab.training.finetune import FinetuneSettings, finetune
+
+    model, tok, _ = load_model(tiny_llama_dir)
+    history = finetune(model, tok, ["the cat sat on the mat"] * 4,
+                       FinetuneSettings(lr=1e-2, batch_size=4, epochs=1, max_length=16, train_layers=1,
+                                        train_embeddings=True), progress=False)
+    save_derived(tmp_path / "t", tiny_llama_dir, root="tiny_llama",
+                 delta=changed_tensors(model, history["trainable"]))
+    again, _, _ = load_model(tmp_path / "t")
+    assert again.get_output_embeddings().weight.data_ptr() == again.get_input_embeddings().weight.data_ptr()
+    ids = tok(["a bird sang"], return_tensors="pt")
+    assert torch.allclose(again(**ids).logits, model(**ids).logits, atol=1e-6)
 
 
 def _metrics(tmp_path, name, tp, emt):
@@ -142,3 +175,21 @@ def test_unknown_unidetox_target_is_a_config_error():
     with pytest.raises(config_mod.ConfigError) as err:
         config_mod.validate(cfg)
     assert err.value.key == "unidetox.targets[1]"
+
+
+def test_cli_takes_negative_grid_values(tiny_llama_dir, tmp_path):
+    """Rules pass grid values as --flag=value: a negative epsilon like -1e-05 must not read as an option."""
+    from safetensors.torch import save_file
+
+    from detoxlab.artifacts import atomic_dir, read_manifest, write_manifest
+    from detoxlab.cli import main
+
+    with atomic_dir(tmp_path / "steer") as tmp:
+        save_file({"W": torch.eye(32)}, str(tmp / "steer.safetensors"))
+        write_manifest(tmp, "steer")
+    out = tmp_path / "tiny_llama.lmsteer.eps-1e-05"
+    rc = main(["--params", "{}", "lm-steer-model", "--model-dir", str(tiny_llama_dir), "--steer-dir",
+               str(tmp_path / "steer"), "--epsilon=-1e-05", "--root", "tiny_llama", "--out", str(out)])
+    assert rc == 0
+    assert read_manifest(out)["derived"]["steer"]["epsilon"] == -1e-05
+    assert plan.Candidate("lmsteer", "tiny_llama", -1e-05).model == out.name

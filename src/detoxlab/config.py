@@ -132,6 +132,20 @@ def _check_unidetox(cfg: dict) -> None:
                               "UniDetox is the method that transfers to other models")
     if ud["toxic_corpus"]["source"] == "dghs" and not ud["toxic_corpus"]["path"]:
         raise ConfigError("unidetox.toxic_corpus.path", "source 'dghs' needs the DGHS csv file or hub id")
+    if ud["toxic_corpus"]["source"] == "sampled" and cfg["prompts"]["source"] != "project":
+        raise ConfigError("unidetox.toxic_corpus.source",
+                          f"'sampled' draws the corpus from training prompts, which prompts.source "
+                          f"'{cfg['prompts']['source']}' does not have; use source 'dghs' (or project prompts)")
+    if cfg["prompts"]["source"] == "realtoxicityprompts":
+        raise ConfigError("prompts.source", "UniDetox selects hyperparameters on validation prompts; "
+                          "RealToxicityPrompts has none here (use project or toxigen prompts)")
+    from detoxlab.unidetox.plan import METHODS, selections
+
+    for sel in selections(cfg):
+        labels = [c.label for c in sel.candidates]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(METHODS[sel.method][3], f"grid values {labels} collide once written into "
+                              "artifact names (6 significant digits); make them distinct")
 
 
 def root_model(cfg: Mapping, model: str) -> str:

@@ -23,7 +23,7 @@ class SamplingSettings:
     @classmethod
     def from_config(cls, gen: dict) -> SamplingSettings:
         return cls(max_new_tokens=gen["max_new_tokens"], temperature=gen["temperature"], top_k=gen["top_k"],
-                   top_p=gen["top_p"], stop_at_eos=gen["stop_at_eos"])
+                   top_p=gen["top_p"], stop_at_eos=gen.get("stop_at_eos", True))
 
 
 class GuideSession(Protocol):
@@ -97,8 +97,10 @@ def sample_next(logits: torch.Tensor, settings: SamplingSettings, generator: tor
     vals, idx = torch.topk(scaled, n_cand, dim=-1)  # sorted, descending
     if top_k_on:  # top-k renormalises over the k survivors before top-p, as in the reference
         probs = vals.softmax(-1)
-        # the reference keeps every token tied with the k-th logit; topk keeps exactly k
-        covered = (scaled >= vals[:, -1:]).sum(-1) == k
+        # the reference keeps every token tied with the k-th logit; topk keeps exactly k. A -inf k-th value
+        # (fewer than k allowed tokens, e.g. after a guide's mask) is covered too: those get probability 0
+        kth = vals[:, -1:]
+        covered = ((scaled >= kth).sum(-1) == k) | torch.isinf(kth).squeeze(-1)
     else:
         probs = scaled.log_softmax(-1).gather(-1, idx).exp()  # true probabilities (faster than logsumexp)
         covered = probs.sum(-1) >= p
@@ -169,10 +171,10 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, setting
         n_tokens += (~finished).long()
         if stop is not None:
             finished |= torch.isin(nxt, stop)
-        if guide is not None:
-            guide.update(nxt)
         if step == settings.max_new_tokens - 1 or bool(finished.all()):
             break
+        if guide is not None:
+            guide.update(nxt)
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=-1)
         out = model(input_ids=nxt[:, None], attention_mask=attention_mask, position_ids=next_pos,
                     past_key_values=past, use_cache=True)

@@ -45,7 +45,10 @@ def systems():
     method's chosen grid point."""
     guides = [NO_GUIDE] + list(config["systems"]["guides"])
     pairs = [(m, g) for m in config["systems"]["targets"] for g in guides]
-    return pairs + [(s.model, s.guide) for s in ud_plan.selections(config)]
+    sels = ud_plan.selections(config)
+    # every method target's bare model is the reference its section compares against
+    pairs += [(t, NO_GUIDE) for t in dict.fromkeys(s.target for s in sels) if (t, NO_GUIDE) not in pairs]
+    return pairs + [(s.model, s.guide) for s in sels]
 
 
 def tuning_systems():

@@ -19,23 +19,18 @@ BENCHMARKS += [f"results/benchmarks/materialize/{m}.tsv" for m in used_models()]
 # UniDetox: every grid point on the validation split, the analysis, and the cost of each training job.
 VALIDATION = [f"results/eval/validation/{m}--{g}/metrics.json" for m, g in tuning_systems()]
 UD_ANALYSIS = ["results/unidetox/analysis.md"] if config.get("unidetox") else []
+SELECTIONS = [s.directory for s in ud_plan.selections(config)]
 if config.get("unidetox"):
+    BENCHMARKS += [f"results/benchmarks/unidetox/{job}.tsv" for job in ud_plan.SHARED_JOBS]
     BENCHMARKS += [
-        f"results/benchmarks/unidetox/{job}.tsv"
-        for job in ("toxic_corpus", "toxic_model", "distill", "base_samples", "analysis")
+        f"results/benchmarks/{folder}/{job}.tsv"
+        for s in ud_plan.selections(config)
+        for folder, job in s.build_jobs()
     ]
-    for c in ud_plan.candidates(config):
-        if c.method in ("unidetox", "basesamples"):
-            BENCHMARKS.append(f"results/benchmarks/finetune/{c.model}.tsv")
-        elif c.method in ("taskarith", "lmsteer"):
-            BENCHMARKS.append(f"results/benchmarks/derive/{c.model}.tsv")
-        else:
-            BENCHMARKS.append(f"results/benchmarks/derive/{c.guide}.tsv")
-        for step in ("generate", "score", "perplexity"):
-            BENCHMARKS.append(f"results/benchmarks/{step}/{c.system}@validation.tsv")
     BENCHMARKS += [
-        f"results/benchmarks/lm_steer/{t}.tsv"
-        for t in sorted({c.target for c in ud_plan.candidates(config) if c.method == "lmsteer"})
+        f"results/benchmarks/{step}/{c.system}@validation.tsv"
+        for c in ud_plan.candidates(config)
+        for step in ("generate", "score", "perplexity")
     ]
 REPORT_OUTPUTS = [
     "results/report/table.md",
@@ -53,6 +48,7 @@ rule report:
         benchmarks=BENCHMARKS,
         validation=VALIDATION,
         analysis=UD_ANALYSIS,
+        selections=SELECTIONS,
     output:
         md="results/report/table.md",
         csv=report("results/report/table.csv", caption="../report/table.rst", category="Results"),

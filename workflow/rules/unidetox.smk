@@ -54,47 +54,30 @@ if config.get("unidetox"):
             " --corpus {input.corpus} --root {params.root} --out {output} > {log} 2>&1"
 
     rule distill:
+        # distilled text (contrastive decoding against the toxic model) or the plain-samples ablation
         input:
             model=MODEL_DIR.format(model=DISTILLER),
-            toxic=MODEL_DIR.format(model=TOXIC),
+            toxic=lambda wc: [MODEL_DIR.format(model=TOXIC)] if wc.text == "distilled" else [],
         output:
-            rows="results/unidetox/distilled.jsonl",
-            meta="results/unidetox/distilled.meta.json",
+            rows="results/unidetox/{text}.jsonl",
+            meta="results/unidetox/{text}.meta.json",
+        wildcard_constraints:
+            text="distilled|base_samples",
         params:
             cfg=step_params("distill"),
+            toxic=lambda wc, input: f"--toxic-dir {input.toxic}" if input.toxic else "",
         threads: res("distill")["threads"]
         resources:
             **job_resources("distill"),
         log:
-            "results/logs/unidetox/distill.log",
+            "results/logs/unidetox/{text}.log",
         benchmark:
-            "results/benchmarks/unidetox/distill.tsv"
+            "results/benchmarks/unidetox/{text}.tsv"
         conda:
             ENV
         shell:
             "detoxlab --params {params.cfg:q} --threads {threads} distill --model-dir {input.model}"
-            " --toxic-dir {input.toxic} --out {output.rows} > {log} 2>&1"
-
-    rule base_samples:
-        input:
-            model=MODEL_DIR.format(model=DISTILLER),
-        output:
-            rows="results/unidetox/base_samples.jsonl",
-            meta="results/unidetox/base_samples.meta.json",
-        params:
-            cfg=step_params("distill"),
-        threads: res("distill")["threads"]
-        resources:
-            **job_resources("distill"),
-        log:
-            "results/logs/unidetox/base_samples.log",
-        benchmark:
-            "results/benchmarks/unidetox/base_samples.tsv"
-        conda:
-            ENV
-        shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} distill --model-dir {input.model}"
-            " --out {output.rows} > {log} 2>&1"
+            " {params.toxic} --out {output.rows} > {log} 2>&1"
 
     rule finetune_on_text:
         input:
@@ -120,7 +103,7 @@ if config.get("unidetox"):
             ENV
         shell:
             "detoxlab --params {params.cfg:q} --threads {threads} finetune --model-dir {input.model}"
-            " --texts {input.texts} --lr {wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
+            " --texts {input.texts} --lr={wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
 
     rule task_arithmetic:
         input:
@@ -129,7 +112,7 @@ if config.get("unidetox"):
         output:
             directory("results/models/{target}.taskarith.lam{lam}"),
         wildcard_constraints:
-            lam="[0-9.e+-]+",
+            lam="-?[0-9.e+-]+",
         params:
             cfg=step_params("derive"),
         threads: res("derive")["threads"]
@@ -143,7 +126,7 @@ if config.get("unidetox"):
             ENV
         shell:
             "detoxlab --params {params.cfg:q} task-arithmetic --model-dir {input.model} --toxic-dir {input.toxic}"
-            " --lam {wildcards.lam} --root {wildcards.target} --out {output} > {log} 2>&1"
+            " --lam={wildcards.lam} --root {wildcards.target} --out {output} > {log} 2>&1"
 
     rule lm_steer_train:
         input:
@@ -187,7 +170,7 @@ if config.get("unidetox"):
             ENV
         shell:
             "detoxlab --params {params.cfg:q} lm-steer-model --model-dir {input.model} --steer-dir {input.steer}"
-            " --epsilon {wildcards.eps} --root {wildcards.target} --out {output} > {log} 2>&1"
+            " --epsilon={wildcards.eps} --root {wildcards.target} --out {output} > {log} 2>&1"
 
     rule dexperts_guide:
         input:
@@ -195,7 +178,7 @@ if config.get("unidetox"):
         output:
             directory("results/guides/dexperts.beta{beta}"),
         wildcard_constraints:
-            beta="[0-9.e+-]+",
+            beta="-?[0-9.e+-]+",
         params:
             cfg=step_params("dexperts_guide"),
         threads: res("derive")["threads"]
@@ -208,7 +191,7 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} dexperts-guide --toxic-dir {input.toxic} --beta {wildcards.beta}"
+            "detoxlab --params {params.cfg:q} dexperts-guide --toxic-dir {input.toxic} --beta={wildcards.beta}"
             " --out {output} > {log} 2>&1"
 
     rule select_model:

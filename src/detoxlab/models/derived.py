@@ -35,7 +35,7 @@ def _resolve(model_dir: Path, rel: str) -> Path:
     return path
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types on truncated or corrupt files
@@ -82,15 +82,17 @@ def load_derived(model_dir: Path, spec: dict, device, dtype):
         return model, tokenizer
     model, tokenizer, _ = load_model(_resolve(model_dir, spec["base"]), device, dtype)
     if spec.get("delta"):
-        apply_delta(model, _read_tensors(model_dir / spec["delta"]), str(model_dir))
+        apply_delta(model, read_tensors(model_dir / spec["delta"]), str(model_dir))
     if spec.get("steer"):
-        steer = _read_tensors(model_dir / spec["steer"]["file"])
+        steer = read_tensors(model_dir / spec["steer"]["file"])
         attach_steer(model, steer["W"].to(device), spec["steer"]["epsilon"])
     return model, tokenizer
 
 
-def _relative(target: str | os.PathLike, start: Path) -> str:
-    return os.path.relpath(Path(target).resolve(), start.resolve())
+def relative_path(target: str | os.PathLike, start: str | os.PathLike) -> str:
+    """``target`` relative to directory ``start`` (artifacts point at each other this way, so a results tree
+    can move as a whole)."""
+    return os.path.relpath(Path(target).resolve(), Path(start).resolve())
 
 
 def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, root: str,
@@ -98,7 +100,7 @@ def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, roo
                  inputs: dict | None = None, params: dict | None = None, **extra) -> dict:
     """Write a derived model directory atomically (tensors first, manifest last)."""
     out_dir = Path(out_dir)
-    spec: dict = {"base": _relative(base_dir, out_dir), "delta": None, "steer": None}
+    spec: dict = {"base": relative_path(base_dir, out_dir), "delta": None, "steer": None}
     with atomic_dir(out_dir) as tmp:
         if delta:
             save_file({k: v.detach().contiguous().cpu() for k, v in delta.items()}, str(tmp / DELTA_FILE))
@@ -116,7 +118,7 @@ def save_alias(out_dir: str | os.PathLike, target_dir: str | os.PathLike, *, roo
     target = read_manifest(target_dir, "model")
     with atomic_dir(out_dir) as tmp:
         return write_manifest(tmp, "model", inputs={"alias_of": str(target_dir)}, params=target.get("params", {}),
-                              root=root, derived={"alias_of": _relative(target_dir, out_dir)}, **extra)
+                              root=root, derived={"alias_of": relative_path(target_dir, out_dir)}, **extra)
 
 
 def changed_tensors(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:

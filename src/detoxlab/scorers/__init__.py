@@ -4,7 +4,8 @@ Build one from the config's ``scorer`` mapping with :func:`build_scorer` and run
 which dedupes, batches and turns scorer failures into NaN instead of aborting.
 """
 
-from .base import SCORERS, Scorer, ScorerError, available_scorers, build_scorer, register_scorer
+from .base import (SCORERS, Scorer, ScorerError, available_scorers, build_scorer, register_scorer,
+                   scorer_from_config)
 from .runner import ScoreResult, score_texts
 
 # Imported for their registration side effect; heavy dependencies load lazily inside each scorer.
@@ -19,4 +20,5 @@ __all__ = [
     "build_scorer",
     "register_scorer",
     "score_texts",
+    "scorer_from_config",
 ]

@@ -77,6 +77,11 @@ def build_scorer(spec: Mapping[str, Any] | None) -> Scorer:
     return cls.from_spec(spec)
 
 
+def scorer_from_config(section: Mapping[str, Any]) -> Scorer:
+    """The scorer of the workflow config's ``scorer`` section (``batch_size`` belongs to the runner)."""
+    return build_scorer({k: v for k, v in section.items() if k != "batch_size"})
+
+
 # Small validators shared by the scorers; each names the config key it checks.
 
 

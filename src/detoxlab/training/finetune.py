@@ -32,14 +32,22 @@ class FinetuneSettings:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float | None = 1.0
     seed: int = 0
+    autocast: torch.dtype | None = None  # bf16/fp16 compute over float32 weights (GPU)
 
     @classmethod
-    def from_config(cls, section: dict, lr: float | None = None, seed: int = 0) -> FinetuneSettings:
+    def from_config(cls, section: dict, lr: float | None = None, seed: int = 0,
+                    autocast: torch.dtype | None = None) -> FinetuneSettings:
+        """``lr`` comes from a grid where there is one, else from ``section['lr']``."""
         return cls(lr=float(section["lr"] if lr is None else lr), batch_size=section["batch_size"],
                    epochs=section["epochs"], max_steps=section.get("max_steps"), max_length=section["max_length"],
                    train_layers=section["train_layers"], train_embeddings=section["train_embeddings"],
                    weight_decay=section["weight_decay"], betas=tuple(section["betas"]),
-                   grad_clip=section.get("grad_clip"), seed=seed)
+                   grad_clip=section.get("grad_clip"), seed=seed, autocast=autocast)
+
+
+#: module names of the norm after the last block (Llama/Gemma, Falcon/GPT-2, OPT) and of learned positions
+FINAL_NORMS = ("model.norm", "final_layernorm", "final_layer_norm", "ln_f", "final_norm")
+POSITION_EMBEDDINGS = ("wpe", "embed_positions")
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -60,11 +68,14 @@ def select_trainable(model: torch.nn.Module, train_layers: int, train_embeddings
     chosen = {id(p) for block in list(layers)[len(layers) - n:] for p in block.parameters()}
     if n > 0:  # the norm after the last block sits between the trained blocks and the output layer
         for name, module in model.named_modules():
-            if name.endswith(("model.norm", "final_layernorm", "ln_f", "final_norm")):
+            if name.endswith(FINAL_NORMS):
                 chosen |= {id(p) for p in module.parameters()}
     if train_embeddings:
         chosen |= {id(p) for p in model.get_input_embeddings().parameters()}
         chosen |= {id(p) for p in model.get_output_embeddings().parameters()}
+        for name, module in model.named_modules():  # learned positions (GPT-2, OPT) are embeddings too
+            if name.endswith(POSITION_EMBEDDINGS):
+                chosen |= {id(p) for p in module.parameters()}
     names = []
     for name, p in model.named_parameters():  # tied weights appear once here
         if id(p) in chosen:
@@ -127,7 +138,8 @@ def finetune(model, tokenizer, texts: Sequence[str], settings: FinetuneSettings,
         if step >= total:
             break
         ids, mask, labels = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
-        loss = lm_loss(model, ids, mask, labels)
+        with torch.autocast(device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
+            loss = lm_loss(model, ids, mask, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"fine-tuning diverged at step {step} (loss {loss.item()}); lower the lr")
         opt.zero_grad(set_to_none=True)

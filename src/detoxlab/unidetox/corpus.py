@@ -12,25 +12,21 @@ import numpy as np
 from detoxlab.sampling import SamplingSettings
 
 
-def sampling_settings(section: dict) -> SamplingSettings:
-    return SamplingSettings(max_new_tokens=section["max_new_tokens"], temperature=section["temperature"],
-                            top_k=section["top_k"], top_p=section["top_p"], stop_at_eos=True)
-
-
 def sampled_corpus(model, tokenizer, prompts: list[dict], section: dict, scorer_cfg: dict, seed: int,
                    ) -> tuple[list[dict], dict]:
     """Sample continuations of ``prompts`` and keep those scored above ``section['threshold']``."""
     from detoxlab.generation import generate
     from detoxlab.guides import load_guide
-    from detoxlab.scorers import build_scorer, score_texts
+    from detoxlab.scorers import scorer_from_config, score_texts
 
-    rows, stats = generate(model, tokenizer, prompts, load_guide(None), sampling_settings(section),
+    rows, stats = generate(model, tokenizer, prompts, load_guide(None), SamplingSettings.from_config(section),
                            section["samples_per_prompt"], section["batch_size"], seed)
-    spec = {k: v for k, v in scorer_cfg.items() if k != "batch_size"}
-    result = score_texts(build_scorer(spec), [r["continuation"] for r in rows], batch_size=scorer_cfg["batch_size"])
+    result = score_texts(scorer_from_config(scorer_cfg), [r["continuation"] for r in rows],
+                         batch_size=scorer_cfg["batch_size"])
     kept = [{"id": f"{r['prompt_id']}/{r['sample']}", "text": r["continuation"].strip(), "toxicity": float(s),
              "group": r["group"], "prompt_id": r["prompt_id"]}
-            for r, s in zip(rows, result.scores) if np.isfinite(s) and s > section["threshold"] and r["continuation"].strip()]
+            for r, s in zip(rows, result.scores)
+            if np.isfinite(s) and s > section["threshold"] and r["continuation"].strip()]
     all_scores = np.asarray(result.scores, dtype=float)
     provenance = {"source": "sampled", "split": "train", "n_prompts": len(prompts), "n_sampled": len(rows),
                   "n_failed_scores": result.n_failed, "sampled_score_histogram": histogram(all_scores),

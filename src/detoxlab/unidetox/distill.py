@@ -17,11 +17,6 @@ from detoxlab.guides.expert import ExpertSession, contrastive_scores
 from detoxlab.sampling import SamplingSettings, make_generator, sample
 
 
-def settings_from(section: dict) -> SamplingSettings:
-    return SamplingSettings(max_new_tokens=section["max_new_tokens"], temperature=section["temperature"],
-                            top_k=section["top_k"], top_p=section["top_p"], stop_at_eos=True)
-
-
 def start_token_id(tokenizer, start_text: str | None) -> int:
     """The id the texts start from: ``start_text`` as one token, else the tokenizer's BOS."""
     if start_text is None:
@@ -40,7 +35,7 @@ def distill_texts(base, tokenizer, section: dict, toxic=None, progress: bool = T
     ``toxic=None`` samples the base model alone (the base-samples baseline).
     """
     device = next(base.parameters()).device
-    settings = settings_from(section)
+    settings = SamplingSettings.from_config(section)
     start = start_token_id(tokenizer, section["start_text"])
     stop = sorted({tokenizer.eos_token_id, start} - {None})
     seeds = list(section["seeds"])

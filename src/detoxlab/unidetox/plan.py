@@ -14,15 +14,17 @@ MODEL_DIR = "results/models/{}"
 GUIDE_DIR = "results/guides/{}"
 NO_GUIDE = "none"
 
-#: method -> (display name, grid parameter, name prefix of a grid value)
+#: method -> (display name, grid parameter, name prefix of a grid value, config key of the grid)
 METHODS = {
-    "unidetox": ("UniDetox", "lr", "lr"),
-    "basesamples": ("Base samples FT", "lr", "lr"),
-    "taskarith": ("Task Arithmetic", "lambda", "lam"),
-    "lmsteer": ("LM-Steer", "epsilon", "eps"),
-    "dexperts": ("DExperts (anti-only)", "beta", "beta"),
+    "unidetox": ("UniDetox", "lr", "lr", "unidetox.lr"),
+    "basesamples": ("Base samples FT", "lr", "lr", "unidetox.base_samples.lr"),
+    "taskarith": ("Task Arithmetic", "lambda", "lam", "unidetox.task_arithmetic.lambda"),
+    "lmsteer": ("LM-Steer", "epsilon", "eps", "unidetox.lm_steer.epsilon"),
+    "dexperts": ("DExperts (anti-only)", "beta", "beta", "unidetox.dexperts.beta"),
 }
 GUIDE_METHODS = {"dexperts"}
+#: the jobs every method shares (benchmark files results/benchmarks/unidetox/<name>.tsv)
+SHARED_JOBS = ("toxic_corpus", "toxic_model", "distilled", "base_samples", "analysis")
 
 
 def tag(value: float) -> str:
@@ -52,6 +54,13 @@ class Candidate:
     def system(self) -> str:
         return f"{self.model}--{self.guide}"
 
+    @property
+    def build_job(self) -> tuple[str, str]:
+        """(benchmark folder, job name) of the job that builds this grid point."""
+        if self.method in ("unidetox", "basesamples"):
+            return "finetune", self.model
+        return "derive", self.guide if self.method in GUIDE_METHODS else self.model
+
 
 @dataclass(frozen=True)
 class Selected:
@@ -70,6 +79,16 @@ class Selected:
     @property
     def system(self) -> str:
         return f"{self.model}--{self.guide}"
+
+    @property
+    def directory(self) -> str:
+        """The alias directory whose manifest records the selection."""
+        return GUIDE_DIR.format(self.guide) if self.method in GUIDE_METHODS else MODEL_DIR.format(self.model)
+
+    def build_jobs(self) -> list[tuple[str, str]]:
+        """Benchmark (folder, job) of every job that builds this method's grid for this target."""
+        jobs = [c.build_job for c in self.candidates]
+        return jobs + ([("lm_steer", self.target)] if self.method == "lmsteer" else [])
 
 
 def toxic_model(cfg: dict) -> str:

@@ -92,8 +92,12 @@ def verdicts(cfg: dict, metrics: dict[str, dict]) -> tuple[str, list[dict]]:
         verdict = ("**yes**" if lowers and fluent else "**no**")
         why = []
         if not lowers:
-            why.append("the 95% interval of the TP difference does not exclude zero" if lo <= 0 <= hi
-                       else "TP is higher than the base model's")
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                why.append("the TP difference has no interval (no prompt with valid scores in both systems)")
+            elif lo <= 0 <= hi:
+                why.append("the 95% interval of the TP difference does not exclude zero")
+            else:
+                why.append("TP is higher than the base model's")
         if not fluent:
             why.append(f"perplexity is {100 * (ratio - 1):.0f}% above the base model's (limit 10%)")
         out.write(f"- **{target}**: TP(UniDetox) − TP(base) = {_f(d)} [{_f(lo)}, {_f(hi)}] (paired bootstrap over "
@@ -125,21 +129,12 @@ def cost_table(cfg: dict, jobs: list[dict]) -> str:
         return float(np.nansum(vals)) if any(math.isfinite(v) for v in vals) else math.nan
 
     out = io.StringIO()
-    shared = [("unidetox", k) for k in ("toxic_corpus", "toxic_model", "distill", "base_samples")]
+    shared = [("unidetox", k) for k in plan.SHARED_JOBS]
     out.write("| method | target | build s (whole grid) | tuning s (validation evals) |\n|---|---|---|---|\n")
     out.write("| shared: " + ", ".join(k for _, k in shared) + " | – | "
               + " + ".join(_f(seconds.get(k, math.nan), 0) for k in shared) + " | – |\n")
     for sel in plan.selections(cfg):
-        build = []
-        for c in sel.candidates:
-            if sel.method in ("unidetox", "basesamples"):
-                build.append(("finetune", c.model))
-            elif sel.method in plan.GUIDE_METHODS:
-                build.append(("derive", c.guide))
-            else:
-                build.append(("derive", c.model))
-        if sel.method == "lmsteer":
-            build.append(("lm_steer", sel.target))
+        build = sel.build_jobs()
         tune = [(step, f"{c.system}@validation") for c in sel.candidates for step in ("generate", "score", "perplexity")]
         out.write(f"| {plan.METHODS[sel.method][0]} | {sel.target} | {_f(total(build), 0)} | {_f(total(tune), 0)} |\n")
     return out.getvalue()
@@ -184,8 +179,7 @@ def section(cfg: dict, metrics: dict[str, dict], mmlu: dict[str, dict], validati
             analysis_md: str | None, out_dir: str | Path, jobs: list[dict] = ()) -> tuple[str, list[dict]]:
     """Markdown of the UniDetox section (and the sensitivity plot next to it)."""
     def record_of(sel: plan.Selected) -> dict | None:
-        d = plan.GUIDE_DIR.format(sel.guide) if sel.method in plan.GUIDE_METHODS else plan.MODEL_DIR.format(sel.model)
-        p = Path(d) / "manifest.json"
+        p = Path(sel.directory) / "manifest.json"
         return read_json(p).get("selection") if p.exists() else None
 
     chosen = {}

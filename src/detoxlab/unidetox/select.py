@@ -37,15 +37,14 @@ def choose(candidates: list[tuple[str, str]]) -> tuple[int, list[dict]]:
 
 def write_guide_alias(out_dir: str | Path, target_dir: str | Path, record: dict) -> None:
     """A guide directory standing for the chosen guide: the same guide.json, the expert path rebased."""
-    import os
-
     from detoxlab.artifacts import atomic_dir, read_manifest, write_json, write_manifest
+    from detoxlab.models.derived import relative_path
 
     target_dir, out_dir = Path(target_dir), Path(out_dir)
     read_manifest(target_dir, "guide")
     spec = read_json(target_dir / "guide.json")
     if "expert" in spec:
-        spec["expert"] = os.path.relpath((target_dir / spec["expert"]).resolve(), out_dir.resolve())
+        spec["expert"] = relative_path(target_dir / spec["expert"], out_dir)
     with atomic_dir(out_dir) as tmp:
         write_json(tmp / "guide.json", spec)
         write_manifest(tmp, "guide", inputs={"alias_of": str(target_dir)}, params=spec, selection=record)

@@ -6,10 +6,12 @@ import copy
 import time
 from pathlib import Path
 
+import torch
+
 from detoxlab.artifacts import atomic_dir, read_json, read_jsonl, write_json, write_jsonl, write_manifest
 from detoxlab.device import runtime
 from detoxlab.evaluation import load_prompt_set, meta_path
-from detoxlab.models.derived import changed_tensors, save_derived
+from detoxlab.models.derived import STEER_FILE, changed_tensors, read_tensors, relative_path, save_derived
 from detoxlab.models.registry import load_model
 
 
@@ -48,8 +50,10 @@ def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: fl
     from detoxlab.training.finetune import FinetuneSettings, finetune, mean_loss
 
     device, dtype = runtime(cfg, threads)
-    model, tokenizer, _ = load_model(base_dir, device, dtype)
-    settings = FinetuneSettings.from_config(section, lr=lr, seed=cfg["seed"])
+    # float32 master weights (a bf16 AdamW update at lr 1e-5 rounds away); bf16/fp16 only as autocast on GPU
+    model, tokenizer, _ = load_model(base_dir, device, torch.float32)
+    settings = FinetuneSettings.from_config(section, lr=lr, seed=cfg["seed"],
+                                            autocast=None if dtype == torch.float32 else dtype)
     before = mean_loss(model, tokenizer, texts, settings.max_length)
     t0 = time.perf_counter()
     history = finetune(model, tokenizer, texts, settings)
@@ -91,12 +95,13 @@ def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: 
 
 
 def task_arithmetic(cfg: dict, base_dir: str, toxic_dir: str, lam: float, out: str, root: str) -> dict:
-    from safetensors.torch import load_file
-
+    from detoxlab.artifacts import read_manifest
     from detoxlab.unidetox import task_arithmetic as ta
 
-    toxic_manifest = read_json(Path(toxic_dir) / "manifest.json")
-    toxic_delta = load_file(str(Path(toxic_dir) / toxic_manifest["derived"]["delta"]))
+    toxic_manifest = read_manifest(toxic_dir, "model")
+    if not toxic_manifest.get("derived", {}).get("delta"):
+        raise ValueError(f"{toxic_dir}: Task Arithmetic needs a fine-tuned toxic model (a delta over its base)")
+    toxic_delta = read_tensors(Path(toxic_dir) / toxic_manifest["derived"]["delta"])
     base, _, _ = load_model(base_dir)
     base_params = {k: v.detach() for k, v in base.named_parameters()}
     ta.check_same_architecture(base_params, toxic_delta, root, toxic_manifest.get("root", str(toxic_dir)))
@@ -111,34 +116,30 @@ def lm_steer_train(cfg: dict, base_dir: str, corpus_file: str, out: str, threads
     from detoxlab.unidetox.lm_steer import train_steer
 
     section = cfg["unidetox"]["lm_steer"]
-    device, dtype = runtime(cfg, threads)
-    model, tokenizer, _ = load_model(base_dir, device, dtype)
+    device, _ = runtime(cfg, threads)
+    model, tokenizer, _ = load_model(base_dir, device, torch.float32)  # W is fitted in float32
     weight, history = train_steer(model, tokenizer, _texts(corpus_file), section, cfg["seed"])
     with atomic_dir(out) as tmp:
-        save_file({"W": weight.cpu().contiguous()}, str(tmp / "steer.safetensors"))
+        save_file({"W": weight.cpu().contiguous()}, str(tmp / STEER_FILE))
         return write_manifest(tmp, "steer", inputs={"base": str(base_dir), "corpus": str(corpus_file)},
                               params=section, training=history)
 
 
 def lm_steer_model(base_dir: str, steer_dir: str, epsilon: float, out: str, root: str) -> dict:
-    from safetensors.torch import load_file
-
     from detoxlab.artifacts import read_manifest
 
     read_manifest(steer_dir, "steer")
-    weight = load_file(str(Path(steer_dir) / "steer.safetensors"))["W"]
+    weight = read_tensors(Path(steer_dir) / STEER_FILE)["W"]
     return save_derived(out, base_dir, root=root, steer=(weight, epsilon),
                         inputs={"base": str(base_dir), "steer": str(steer_dir)}, params={"epsilon": epsilon})
 
 
 def dexperts_guide(cfg: dict, toxic_dir: str, beta: float, out: str) -> dict:
-    import os
-
     from detoxlab.artifacts import read_manifest
 
     read_manifest(toxic_dir, "model")
     spec = {"type": "dexperts", "beta": beta, "top_p": cfg["unidetox"]["dexperts"]["top_p"],
-            "expert": os.path.relpath(Path(toxic_dir).resolve(), Path(out).resolve())}
+            "expert": relative_path(toxic_dir, out)}
     with atomic_dir(out) as tmp:
         write_json(tmp / "guide.json", spec)
         return write_manifest(tmp, "guide", inputs={"expert": str(toxic_dir)}, params=spec,
@@ -161,10 +162,10 @@ def select(names: list[str], dirs: list[str], metrics: list[str], out: str, kind
 
 
 def analysis(cfg: dict, distilled: str, base_samples: str, corpus_file: str, out: str) -> dict:
-    from detoxlab.scorers import build_scorer, score_texts
+    from detoxlab.scorers import score_texts, scorer_from_config
     from detoxlab.unidetox.analysis import analyse, markdown
 
-    scorer = build_scorer({k: v for k, v in cfg["scorer"].items() if k != "batch_size"})
+    scorer = scorer_from_config(cfg["scorer"])
     sets = {}
     for name, path in (("distilled", distilled), ("base_samples", base_samples)):
         rows = read_jsonl(path)
