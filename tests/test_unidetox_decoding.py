@@ -135,3 +135,13 @@ def test_dexperts_guide_turns_the_samplers_nucleus_off():
     guide = AntiExpertGuide({"type": "dexperts", "beta": 1.0, "top_p": 0.9, "expert": "x"})
     out = guide.sampling_settings(SamplingSettings(top_p=0.9, top_k=0))
     assert out.top_p == 1.0 and out.top_k == 0
+
+
+def test_start_token_is_checked_against_the_vocabulary(pair):
+    from detoxlab.unidetox.distill import start_token_id
+
+    _, _, tok = pair
+    eos = tok.convert_ids_to_tokens(tok.eos_token_id)
+    assert start_token_id(tok, eos) == tok.eos_token_id
+    with pytest.raises(ValueError, match="start_text"):
+        start_token_id(tok, "<|no-such-token|>")

@@ -7,7 +7,8 @@ import torch
 
 from detoxlab import config as config_mod
 from detoxlab.artifacts import ArtifactError, write_json
-from detoxlab.models.derived import attach_steer, save_alias, save_derived
+from detoxlab.models.alias import save_alias
+from detoxlab.models.derived import attach_steer, save_derived
 from detoxlab.models.registry import load_model
 from detoxlab.unidetox import plan
 from detoxlab.unidetox import task_arithmetic as ta

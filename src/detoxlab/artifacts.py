@@ -95,6 +95,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def relative_path(target: str | os.PathLike, start: str | os.PathLike) -> str:
+    """``target`` relative to directory ``start``: artifacts point at each other this way, so a results tree
+    can move as a whole."""
+    return os.path.relpath(Path(target).resolve(), Path(start).resolve())
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_file(path) as fh:
         fh.write(dumps(obj) + "\n")

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from detoxlab.artifacts import read_json, read_jsonl, write_json, write_jsonl
-from detoxlab.device import runtime
-from detoxlab.guides import NO_GUIDE, load_guide
 from detoxlab.metrics.bootstrap import ratio_bootstrap_ci
 from detoxlab.metrics.diversity import distinct_report
 from detoxlab.metrics.toxicity import per_prompt_max, toxicity_report
-from detoxlab.models.registry import load_model
-from detoxlab.sampling import SamplingSettings
+
+# torch and transformers load inside the steps that run a model: scoring, metrics and the report are separate
+# jobs, and importing them would cost every such job several seconds
+NO_GUIDE = "none"
 
 
 def meta_path(path: str | Path) -> Path:
@@ -57,6 +57,11 @@ def load_prompt_set(cfg: dict, splits: list[str] | str) -> list[dict]:
 
 def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: str, threads: int | None = None,
                   prompts: list[dict] | None = None) -> dict:
+    from detoxlab.device import runtime
+    from detoxlab.guides import load_guide
+    from detoxlab.models.registry import load_model
+    from detoxlab.sampling import SamplingSettings
+
     device, dtype = runtime(cfg, threads)
     model, tokenizer, model_manifest = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
@@ -93,7 +98,9 @@ def step_score(cfg: dict, generations: str, out: str) -> dict:
 
 
 def step_perplexity(cfg: dict, generations: str, judge_dir: str, out: str, threads: int | None = None) -> dict:
+    from detoxlab.device import runtime
     from detoxlab.metrics.perplexity import conditional_perplexities
+    from detoxlab.models.registry import load_model
 
     device, dtype = runtime(cfg, threads)
     model, tokenizer, manifest = load_model(judge_dir, device, dtype)
@@ -167,7 +174,10 @@ def step_metrics(cfg: dict, generations: str, scores: str, ppl: str, out: str, s
 
 
 def step_mmlu(cfg: dict, model_dir: str, guide_dir: str, out: str, threads: int | None = None) -> dict:
+    from detoxlab.device import runtime
+    from detoxlab.guides import load_guide
     from detoxlab.metrics.mmlu import evaluate_mmlu
+    from detoxlab.models.registry import load_model
 
     mc = cfg["evaluation"]["mmlu"]
     device, dtype = runtime(cfg, threads)

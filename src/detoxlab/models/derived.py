@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from detoxlab.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
+from detoxlab.artifacts import ArtifactError, atomic_dir, relative_path, write_manifest
 
 DELTA_FILE = "delta.safetensors"
 STEER_FILE = "steer.safetensors"
@@ -89,12 +89,6 @@ def load_derived(model_dir: Path, spec: dict, device, dtype):
     return model, tokenizer
 
 
-def relative_path(target: str | os.PathLike, start: str | os.PathLike) -> str:
-    """``target`` relative to directory ``start`` (artifacts point at each other this way, so a results tree
-    can move as a whole)."""
-    return os.path.relpath(Path(target).resolve(), Path(start).resolve())
-
-
 def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, root: str,
                  delta: dict[str, torch.Tensor] | None = None, steer: tuple[torch.Tensor, float] | None = None,
                  inputs: dict | None = None, params: dict | None = None, **extra) -> dict:
@@ -110,15 +104,6 @@ def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, roo
             save_file({"W": weight.detach().contiguous().cpu()}, str(tmp / STEER_FILE))
             spec["steer"] = {"file": STEER_FILE, "epsilon": float(epsilon)}
         return write_manifest(tmp, "model", inputs=inputs, params=params, root=root, derived=spec, **extra)
-
-
-def save_alias(out_dir: str | os.PathLike, target_dir: str | os.PathLike, *, root: str, **extra) -> dict:
-    """A model directory that stands for ``target_dir`` (e.g. the checkpoint chosen on validation)."""
-    out_dir = Path(out_dir)
-    target = read_manifest(target_dir, "model")
-    with atomic_dir(out_dir) as tmp:
-        return write_manifest(tmp, "model", inputs={"alias_of": str(target_dir)}, params=target.get("params", {}),
-                              root=root, derived={"alias_of": relative_path(target_dir, out_dir)}, **extra)
 
 
 def changed_tensors(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:

@@ -24,7 +24,8 @@ def start_token_id(tokenizer, start_text: str | None) -> int:
             raise ValueError("unidetox.distill.start_text: the tokenizer has no BOS token; name one")
         return tokenizer.bos_token_id
     ids = tokenizer.convert_tokens_to_ids(start_text)
-    if ids is None or ids == tokenizer.unk_token_id:
+    # an unknown token maps to the unk id, whose token is something else (SmolLM2's unk IS <|endoftext|>)
+    if ids is None or tokenizer.convert_ids_to_tokens(ids) != start_text:
         raise ValueError(f"unidetox.distill.start_text: '{start_text}' is not a single token of this tokenizer")
     return int(ids)
 

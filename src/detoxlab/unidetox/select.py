@@ -37,8 +37,7 @@ def choose(candidates: list[tuple[str, str]]) -> tuple[int, list[dict]]:
 
 def write_guide_alias(out_dir: str | Path, target_dir: str | Path, record: dict) -> None:
     """A guide directory standing for the chosen guide: the same guide.json, the expert path rebased."""
-    from detoxlab.artifacts import atomic_dir, read_manifest, write_json, write_manifest
-    from detoxlab.models.derived import relative_path
+    from detoxlab.artifacts import atomic_dir, read_manifest, relative_path, write_json, write_manifest
 
     target_dir, out_dir = Path(target_dir), Path(out_dir)
     read_manifest(target_dir, "guide")

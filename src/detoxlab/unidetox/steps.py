@@ -6,13 +6,11 @@ import copy
 import time
 from pathlib import Path
 
-import torch
-
-from detoxlab.artifacts import atomic_dir, read_json, read_jsonl, write_json, write_jsonl, write_manifest
-from detoxlab.device import runtime
+from detoxlab.artifacts import atomic_dir, read_jsonl, write_json, write_jsonl, write_manifest
 from detoxlab.evaluation import load_prompt_set, meta_path
-from detoxlab.models.derived import STEER_FILE, changed_tensors, read_tensors, relative_path, save_derived
-from detoxlab.models.registry import load_model
+
+# Model code (torch, transformers) is imported by the steps that run a model only; selection, the DExperts
+# guide and the analysis are light jobs.
 
 
 def _texts(path: str | Path) -> list[str]:
@@ -29,6 +27,9 @@ def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None
     if section["source"] == "dghs":
         rows, provenance = corpus.dghs_corpus(section, cfg["seed"])
     else:
+        from detoxlab.device import runtime
+        from detoxlab.models.registry import load_model
+
         device, dtype = runtime(cfg, threads)
         model, tokenizer, _ = load_model(model_dir, device, dtype)
         all_train = copy.deepcopy(cfg)
@@ -47,6 +48,11 @@ def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None
 
 def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: float, out: str, root: str,
                threads: int | None, inputs: dict) -> dict:
+    import torch
+
+    from detoxlab.device import runtime
+    from detoxlab.models.derived import changed_tensors, save_derived
+    from detoxlab.models.registry import load_model
     from detoxlab.training.finetune import FinetuneSettings, finetune, mean_loss
 
     device, dtype = runtime(cfg, threads)
@@ -79,6 +85,8 @@ def finetune_on_text(cfg: dict, base_dir: str, text_file: str, lr: float, out: s
 
 
 def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: int | None = None) -> dict:
+    from detoxlab.device import runtime
+    from detoxlab.models.registry import load_model
     from detoxlab.unidetox.distill import distill_texts
 
     section = cfg["unidetox"]["distill"]
@@ -96,6 +104,8 @@ def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: 
 
 def task_arithmetic(cfg: dict, base_dir: str, toxic_dir: str, lam: float, out: str, root: str) -> dict:
     from detoxlab.artifacts import read_manifest
+    from detoxlab.models.derived import read_tensors, save_derived
+    from detoxlab.models.registry import load_model
     from detoxlab.unidetox import task_arithmetic as ta
 
     toxic_manifest = read_manifest(toxic_dir, "model")
@@ -111,8 +121,12 @@ def task_arithmetic(cfg: dict, base_dir: str, toxic_dir: str, lam: float, out: s
 
 
 def lm_steer_train(cfg: dict, base_dir: str, corpus_file: str, out: str, threads: int | None = None) -> dict:
+    import torch
     from safetensors.torch import save_file
 
+    from detoxlab.device import runtime
+    from detoxlab.models.derived import STEER_FILE
+    from detoxlab.models.registry import load_model
     from detoxlab.unidetox.lm_steer import train_steer
 
     section = cfg["unidetox"]["lm_steer"]
@@ -127,6 +141,7 @@ def lm_steer_train(cfg: dict, base_dir: str, corpus_file: str, out: str, threads
 
 def lm_steer_model(base_dir: str, steer_dir: str, epsilon: float, out: str, root: str) -> dict:
     from detoxlab.artifacts import read_manifest
+    from detoxlab.models.derived import STEER_FILE, read_tensors, save_derived
 
     read_manifest(steer_dir, "steer")
     weight = read_tensors(Path(steer_dir) / STEER_FILE)["W"]
@@ -135,7 +150,7 @@ def lm_steer_model(base_dir: str, steer_dir: str, epsilon: float, out: str, root
 
 
 def dexperts_guide(cfg: dict, toxic_dir: str, beta: float, out: str) -> dict:
-    from detoxlab.artifacts import read_manifest
+    from detoxlab.artifacts import read_manifest, relative_path
 
     read_manifest(toxic_dir, "model")
     spec = {"type": "dexperts", "beta": beta, "top_p": cfg["unidetox"]["dexperts"]["top_p"],
@@ -147,7 +162,7 @@ def dexperts_guide(cfg: dict, toxic_dir: str, beta: float, out: str) -> dict:
 
 
 def select(names: list[str], dirs: list[str], metrics: list[str], out: str, kind: str, root: str | None) -> dict:
-    from detoxlab.models.derived import save_alias
+    from detoxlab.models.alias import save_alias
     from detoxlab.unidetox.select import choose, write_guide_alias
 
     if not (len(names) == len(dirs) == len(metrics)):
