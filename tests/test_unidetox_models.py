@@ -125,19 +125,30 @@ def test_tied_embeddings_survive_a_delta(tiny_llama_dir, tmp_path):
     assert torch.allclose(again(**ids).logits, model(**ids).logits, atol=1e-6)
 
 
-def _metrics(tmp_path, name, tp, emt):
+def _metrics(tmp_path, name, tp, emt, ppl=10.0):
     path = tmp_path / f"{name}.json"
-    write_json(path, {"toxicity": {"overall": {"tp": tp, "emt": emt}}, "fluency": {"ppl": 10.0}})
+    write_json(path, {"toxicity": {"overall": {"tp": tp, "emt": emt}}, "fluency": {"ppl": ppl}})
     return str(path)
 
 
 def test_selection_lowest_validation_tp_then_emt(tmp_path):
     cands = [("a", _metrics(tmp_path, "a", 0.3, 0.2)), ("b", _metrics(tmp_path, "b", 0.1, 0.5)),
              ("c", _metrics(tmp_path, "c", 0.1, 0.4))]
-    best, table = choose(cands)
+    best, table, _ = choose(cands)
     assert best == 2 and [r["candidate"] for r in table] == ["a", "b", "c"]
     nan_first = [("n", _metrics(tmp_path, "n", float("nan"), 0.1))] + cands[:1]
     assert choose(nan_first)[0] == 1
+
+
+def test_selection_within_a_perplexity_budget(tmp_path):
+    base = _metrics(tmp_path, "base", 0.3, 0.3, ppl=40.0)
+    cands = [("hot", _metrics(tmp_path, "hot", 0.0, 0.1, ppl=54.0)), ("ok", _metrics(tmp_path, "ok", 0.1, 0.2, ppl=43.9)),
+             ("worse", _metrics(tmp_path, "worse", 0.2, 0.2, ppl=30.0))]
+    assert choose(cands)[0] == 0  # the paper's rule: lowest TP whatever the fluency
+    best, _, criterion = choose(cands, base, 1.1)  # limit 44.0
+    assert best == 1 and "1.1" in criterion
+    best, _, criterion = choose(cands[:1], base, 1.1)
+    assert best == 0 and "none qualified" in criterion
 
 
 def _cfg():

@@ -116,7 +116,7 @@ def _add_unidetox_commands(sub) -> None:
         ("lm-steer-train", "learn the LM-Steer matrix on the toxic corpus", [model, ("--corpus", {"required": True}), out]),
         ("lm-steer-model", "a steered model at one epsilon", [model, ("--steer-dir", {"required": True}), ("--epsilon", {"type": float, "required": True}), root, out]),
         ("dexperts-guide", "an anti-expert guide at one beta", [("--toxic-dir", {"required": True}), ("--beta", {"type": float, "required": True}), out]),
-        ("select", "choose a grid point by validation toxicity", [("--names", {"nargs": "+", "required": True}), ("--dirs", {"nargs": "+", "required": True}), ("--metrics", {"nargs": "+", "required": True}), ("--kind", {"choices": ["model", "guide"], "required": True}), ("--root", {"default": None}), out]),
+        ("select", "choose a grid point by validation toxicity", [("--names", {"nargs": "+", "required": True}), ("--dirs", {"nargs": "+", "required": True}), ("--metrics", {"nargs": "+", "required": True}), ("--kind", {"choices": ["model", "guide"], "required": True}), ("--root", {"default": None}), ("--reference", {"default": None, "help": "the base model's validation metrics"}), out]),
         ("unidetox-analysis", "toxicity, Jaccard and TF-IDF of the distilled text", [("--distilled", {"required": True}), ("--base-samples", {"required": True}), ("--corpus", {"required": True}), out]),
     ]
     for name, help_text, flags in specs:
@@ -146,7 +146,7 @@ def _run_unidetox(args, cfg: dict) -> bool:
     elif cmd == "dexperts-guide":
         steps.dexperts_guide(cfg, args.toxic_dir, args.beta, args.out)
     elif cmd == "select":
-        steps.select(args.names, args.dirs, args.metrics, args.out, args.kind, args.root)
+        steps.select(cfg, args.names, args.dirs, args.metrics, args.out, args.kind, args.root, args.reference)
     elif cmd == "unidetox-analysis":
         steps.analysis(cfg, args.distilled, args.base_samples, args.corpus, args.out)
     else:

@@ -207,7 +207,7 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
     "report": ("seed", "scorer", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap", "unidetox"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
-    "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning"),
+    "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning.samples_per_prompt"),
     "toxic_corpus": ("seed", "device", "dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
     "toxic_model": ("seed", "device", "dtype", "unidetox.toxic_model"),
     "distill": ("device", "dtype", "unidetox.distill"),
@@ -216,7 +216,7 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "lm_steer": ("seed", "device", "dtype", "unidetox.lm_steer.train_epsilon", "unidetox.lm_steer.lr",
                  "unidetox.lm_steer.epochs", "unidetox.lm_steer.batch_tokens", "unidetox.lm_steer.max_length"),
     "dexperts_guide": ("unidetox.dexperts.top_p",),
-    "select": (),
+    "select": ("tuning.max_ppl_ratio",),
     "analysis": ("scorer",),
 }
 

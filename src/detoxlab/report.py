@@ -98,6 +98,13 @@ def group_table(metrics: list[dict]) -> str:
     return out.getvalue()
 
 
+def _point_label(row: dict) -> str:
+    """What distinguishes a system from its base model: the method part of a derived name and/or the guide."""
+    _, _, method = row["model"].partition(".")
+    parts = [p for p in (method, row["guide"] if row["guide"] != "none" else "") if p]
+    return "+".join(parts) or "none"
+
+
 def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
     import matplotlib
 
@@ -107,8 +114,8 @@ def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     markers = "osD^v<>ph*"
     by_model: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_model[r["model"]].append(r)
+    for r in rows:  # derived models ("smollm2.unidetox") share their base model's marker
+        by_model[r["model"].split(".", 1)[0]].append(r)
     for i, (model, rs) in enumerate(sorted(by_model.items())):
         xs = [r["ppl"] for r in rs]
         ys = [r["tp"] for r in rs]
@@ -116,7 +123,7 @@ def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
         yerr = [[max(r["tp"] - r["tp_lo"], 0) for r in rs], [max(r["tp_hi"] - r["tp"], 0) for r in rs]]
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)], capsize=3, label=model)
         for r in rs:
-            ax.annotate(r["guide"], (r["ppl"], r["tp"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(_point_label(r), (r["ppl"], r["tp"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("conditional perplexity under the judge (lower is more fluent; judge per model in the table)")
     ax.set_ylabel("toxicity probability (lower is safer)")
     ax.set_title("Toxicity vs fluency, test prompts (95% bootstrap CIs)")

@@ -123,5 +123,10 @@ def selection_dirs(wildcards):
     return [MODEL_DIR.format(model=c.model) for c in sel.candidates]
 
 
+def selection_reference(wildcards):
+    """The base model's validation metrics (the fluency budget of tuning.max_ppl_ratio is relative to it)."""
+    return f"results/eval/validation/{selection_of(wildcards).target}--none/metrics.json"
+
+
 def selection_metrics(wildcards):
     return [f"results/eval/validation/{c.model}--{c.guide}/metrics.json" for c in selection_of(wildcards).candidates]

@@ -198,6 +198,7 @@ if config.get("unidetox"):
         input:
             dirs=selection_dirs,
             metrics=selection_metrics,
+            reference=selection_reference,
         output:
             directory("results/models/{target}.{method}"),
         wildcard_constraints:
@@ -216,12 +217,14 @@ if config.get("unidetox"):
             ENV
         shell:
             "detoxlab --params {params.cfg:q} select --kind model --root {wildcards.target} --names {params.names}"
+            " --reference {input.reference}"
             " --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"
 
     rule select_guide:
         input:
             dirs=selection_dirs,
             metrics=selection_metrics,
+            reference=selection_reference,
         output:
             directory("results/guides/{method}"),
         wildcard_constraints:
@@ -240,6 +243,7 @@ if config.get("unidetox"):
             ENV
         shell:
             "detoxlab --params {params.cfg:q} select --kind guide --names {params.names}"
+            " --reference {input.reference}"
             " --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"
 
     rule unidetox_analysis:

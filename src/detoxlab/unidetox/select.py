@@ -1,8 +1,9 @@
 """Choose one candidate of a hyperparameter grid by its validation toxicity, as the UniDetox paper does.
 
 Lowest validation toxicity probability wins; ties go to the lower expected maximum toxicity, then to the
-earlier grid entry. The choice is written as an alias (model or guide directory) plus a record of every
-candidate's validation numbers.
+earlier grid entry. Optionally (``tuning.max_ppl_ratio``) only candidates whose validation perplexity stays
+within that ratio of the base model's compete (all of them when none does). The choice is written as an alias
+(model or guide directory) plus a record of every candidate's validation numbers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ def _key(m: dict) -> tuple[float, float]:
     return nan_last(tox["tp"]), nan_last(tox["emt"])
 
 
-def choose(candidates: list[tuple[str, str]]) -> tuple[int, list[dict]]:
-    """``candidates``: (name, validation metrics.json). Returns (index of the chosen one, table)."""
+def choose(candidates: list[tuple[str, str]], reference: str | None = None,
+           max_ppl_ratio: float | None = None) -> tuple[int, list[dict], str]:
+    """``candidates``: (name, validation metrics.json); ``reference``: the base model's validation metrics.
+
+    Returns (index of the chosen one, table, the criterion applied).
+    """
     if not candidates:
         raise ValueError("no candidates to select from (empty hyperparameter grid)")
     table = []
@@ -29,10 +34,20 @@ def choose(candidates: list[tuple[str, str]]) -> tuple[int, list[dict]]:
         tox = m["toxicity"]["overall"]
         table.append({"candidate": name, "metrics": str(path), "tp": tox["tp"], "emt": tox["emt"],
                       "ppl": m["fluency"]["ppl"], "_key": _key(m)})
-    best = min(range(len(table)), key=lambda i: (table[i]["_key"], i))
+    pool = list(range(len(table)))
+    criterion = "lowest validation TP (then EMT)"
+    if max_ppl_ratio is not None and reference is not None:
+        limit = max_ppl_ratio * read_json(reference)["fluency"]["ppl"]
+        within = [i for i in pool if math.isfinite(table[i]["ppl"]) and table[i]["ppl"] <= limit]
+        criterion += f" among grid points with validation PPL <= {max_ppl_ratio:g} x the base model's ({limit:.1f})"
+        if within:
+            pool = within
+        else:
+            criterion += "; none qualified, so among all"
+    best = min(pool, key=lambda i: (table[i]["_key"], i))
     for row in table:
         row.pop("_key")
-    return best, table
+    return best, table, criterion
 
 
 def write_guide_alias(out_dir: str | Path, target_dir: str | Path, record: dict) -> None:

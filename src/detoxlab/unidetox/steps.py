@@ -161,14 +161,15 @@ def dexperts_guide(cfg: dict, toxic_dir: str, beta: float, out: str) -> dict:
                               backbone_calls_per_step=1)
 
 
-def select(names: list[str], dirs: list[str], metrics: list[str], out: str, kind: str, root: str | None) -> dict:
+def select(cfg: dict, names: list[str], dirs: list[str], metrics: list[str], out: str, kind: str, root: str | None,
+           reference: str | None = None) -> dict:
     from detoxlab.models.alias import save_alias
     from detoxlab.unidetox.select import choose, write_guide_alias
 
     if not (len(names) == len(dirs) == len(metrics)):
         raise ValueError("select: names, directories and metrics files must correspond one to one")
-    best, table = choose(list(zip(names, metrics)))
-    record = {"chosen": names[best], "criterion": "lowest validation TP (then EMT)", "candidates": table}
+    best, table, criterion = choose(list(zip(names, metrics)), reference, cfg["tuning"]["max_ppl_ratio"])
+    record = {"chosen": names[best], "criterion": criterion, "reference": reference, "candidates": table}
     if kind == "model":
         save_alias(out, dirs[best], root=root, selection=record)
     else:
