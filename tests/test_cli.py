@@ -32,7 +32,8 @@ def test_bad_override_is_a_config_error(monkeypatch, capsys):
 
 def test_set_parses_json_values_and_plain_strings(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
-    rc = main(["--config", "config/smoke.yaml", "--set", "generation.top_k=5", "--set", "unidetox.distill.start_text=hello",
+    rc = main(["--config", "config/smoke.yaml", "--set", "generation.top_k=5",
+               "--set", "unidetox.distill.start_text=hello",
                "--set", "generation.stop_at_eos=false", "check-config"])
     assert rc == 0
     out = capsys.readouterr().out

@@ -13,8 +13,8 @@ import pytest
 from detoxlab.data import external
 from detoxlab.data.external import (
     DGHS_COLUMNS,
-    DatasetLoadError,
     TOXIGEN_COLUMNS,
+    DatasetLoadError,
     load_dghs,
     load_realtoxicityprompts,
     load_toxigen_annotated,

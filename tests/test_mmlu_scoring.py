@@ -3,7 +3,6 @@ import pytest
 import torch
 
 import detoxlab.metrics.mmlu as mmlu_scoring
-
 from detoxlab.data.mmlu import MMLUQuestion, format_prompt
 from detoxlab.guides import load_guide
 from detoxlab.metrics.mmlu import accuracy_report, letter_loglik

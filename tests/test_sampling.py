@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from detoxlab.models.registry import load_model
-from detoxlab.sampling import (SamplingSettings, make_generator, sample, sample_next, sampling_distribution,
-                               top_k_filter, top_p_filter)
+from detoxlab.sampling import (
+    SamplingSettings,
+    make_generator,
+    sample,
+    sample_next,
+    sampling_distribution,
+    top_k_filter,
+    top_p_filter,
+)
 
 NEG = float("-inf")
 

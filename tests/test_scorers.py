@@ -21,8 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported 
 from detoxlab.scorers import (  # noqa: E402
     SCORERS,
     Scorer,
-    ScoreResult,
     ScorerError,
+    ScoreResult,
     build_scorer,
     register_scorer,
     score_texts,

@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 import torch
 
-from detoxlab.guides.expert import (ExpertSession, anti_expert_logits, contrastive_scores, plausibility_mask)
+from detoxlab.guides.expert import ExpertSession, anti_expert_logits, contrastive_scores, plausibility_mask
 from detoxlab.models.registry import load_model, materialize
 from detoxlab.sampling import SamplingSettings, make_generator, sample, sampling_distribution, top_p_filter
 from tests.conftest import TINY_LLAMA

@@ -142,7 +142,8 @@ def test_selection_lowest_validation_tp_then_emt(tmp_path):
 
 def test_selection_within_a_perplexity_budget(tmp_path):
     base = _metrics(tmp_path, "base", 0.3, 0.3, ppl=40.0)
-    cands = [("hot", _metrics(tmp_path, "hot", 0.0, 0.1, ppl=54.0)), ("ok", _metrics(tmp_path, "ok", 0.1, 0.2, ppl=43.9)),
+    cands = [("hot", _metrics(tmp_path, "hot", 0.0, 0.1, ppl=54.0)),
+             ("ok", _metrics(tmp_path, "ok", 0.1, 0.2, ppl=43.9)),
              ("worse", _metrics(tmp_path, "worse", 0.2, 0.2, ppl=30.0))]
     assert choose(cands)[0] == 0  # the paper's rule: lowest TP whatever the fluency
     best, _, criterion = choose(cands, base, 1.1)  # limit 44.0

@@ -107,17 +107,27 @@ def _add_unidetox_commands(sub) -> None:
     """UniDetox steps: ``(name, help, [(flag, kwargs)...])``; every step writes its ``--out``."""
     model, out = ("--model-dir", {"required": True}), ("--out", {"required": True})
     root = ("--root", {"required": True, "help": "the declared base model this model derives from"})
+    lr, lam = ("--lr", {"type": float, "required": True}), ("--lam", {"type": float, "required": True})
+    eps, beta = ("--epsilon", {"type": float, "required": True}), ("--beta", {"type": float, "required": True})
+    corpus, texts = ("--corpus", {"required": True}), ("--texts", {"required": True})
+    toxic_opt, toxic = ("--toxic-dir", {"default": None}), ("--toxic-dir", {"required": True})
+    many = {"nargs": "+", "required": True}
+    select = [("--names", many), ("--dirs", many), ("--metrics", many),
+              ("--kind", {"choices": ["model", "guide"], "required": True}), ("--root", {"default": None}),
+              ("--reference", {"default": None, "help": "the base model's validation metrics"}), out]
     specs = [
         ("toxic-corpus", "sample + score the toxic corpus (or read DGHS)", [model, out]),
-        ("toxic-model", "fine-tune the distillation model on the toxic corpus", [model, ("--corpus", {"required": True}), root, out]),
-        ("distill", "contrastive decoding (or plain base samples without --toxic-dir)", [model, ("--toxic-dir", {"default": None}), out]),
-        ("finetune", "fine-tune a target model on distilled text", [model, ("--texts", {"required": True}), ("--lr", {"type": float, "required": True}), root, out]),
-        ("task-arithmetic", "negate the toxic task vector", [model, ("--toxic-dir", {"required": True}), ("--lam", {"type": float, "required": True}), root, out]),
-        ("lm-steer-train", "learn the LM-Steer matrix on the toxic corpus", [model, ("--corpus", {"required": True}), out]),
-        ("lm-steer-model", "a steered model at one epsilon", [model, ("--steer-dir", {"required": True}), ("--epsilon", {"type": float, "required": True}), root, out]),
-        ("dexperts-guide", "an anti-expert guide at one beta", [("--toxic-dir", {"required": True}), ("--beta", {"type": float, "required": True}), out]),
-        ("select", "choose a grid point by validation toxicity", [("--names", {"nargs": "+", "required": True}), ("--dirs", {"nargs": "+", "required": True}), ("--metrics", {"nargs": "+", "required": True}), ("--kind", {"choices": ["model", "guide"], "required": True}), ("--root", {"default": None}), ("--reference", {"default": None, "help": "the base model's validation metrics"}), out]),
-        ("unidetox-analysis", "toxicity, Jaccard and TF-IDF of the distilled text", [("--distilled", {"required": True}), ("--base-samples", {"required": True}), ("--corpus", {"required": True}), out]),
+        ("toxic-model", "fine-tune the distillation model on the toxic corpus", [model, corpus, root, out]),
+        ("distill", "contrastive decoding (or plain base samples without --toxic-dir)", [model, toxic_opt, out]),
+        ("finetune", "fine-tune a target model on distilled text", [model, texts, lr, root, out]),
+        ("task-arithmetic", "negate the toxic task vector", [model, toxic, lam, root, out]),
+        ("lm-steer-train", "learn the LM-Steer matrix on the toxic corpus", [model, corpus, out]),
+        ("lm-steer-model", "a steered model at one epsilon",
+         [model, ("--steer-dir", {"required": True}), eps, root, out]),
+        ("dexperts-guide", "an anti-expert guide at one beta", [toxic, beta, out]),
+        ("select", "choose a grid point by validation toxicity", select),
+        ("unidetox-analysis", "toxicity, Jaccard and TF-IDF of the distilled text",
+         [("--distilled", {"required": True}), ("--base-samples", {"required": True}), corpus, out]),
     ]
     for name, help_text, flags in specs:
         p = sub.add_parser(name, help=help_text)

@@ -181,7 +181,8 @@ def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
 def deep_merge(base: Mapping, update: Mapping) -> dict:
     out = copy.deepcopy(dict(base))
     for k, v in update.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+        nested = isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
+        out[k] = deep_merge(out[k], v) if nested else copy.deepcopy(v)
     return out
 
 

@@ -4,8 +4,7 @@ Build one from the config's ``scorer`` mapping with :func:`build_scorer` and run
 which dedupes, batches and turns scorer failures into NaN instead of aborting.
 """
 
-from .base import (SCORERS, Scorer, ScorerError, available_scorers, build_scorer, register_scorer,
-                   scorer_from_config)
+from .base import SCORERS, Scorer, ScorerError, available_scorers, build_scorer, register_scorer, scorer_from_config
 from .runner import ScoreResult, score_texts
 
 # Imported for their registration side effect; heavy dependencies load lazily inside each scorer.

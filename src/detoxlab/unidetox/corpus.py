@@ -17,7 +17,7 @@ def sampled_corpus(model, tokenizer, prompts: list[dict], section: dict, scorer_
     """Sample continuations of ``prompts`` and keep those scored above ``section['threshold']``."""
     from detoxlab.generation import generate
     from detoxlab.guides import load_guide
-    from detoxlab.scorers import scorer_from_config, score_texts
+    from detoxlab.scorers import score_texts, scorer_from_config
 
     rows, stats = generate(model, tokenizer, prompts, load_guide(None), SamplingSettings.from_config(section),
                            section["samples_per_prompt"], section["batch_size"], seed)

@@ -103,7 +103,8 @@ def _grid(cfg: dict) -> list[tuple[str, list[str], list[float]]]:
     if ud["dexperts"]["enabled"]:  # the anti-expert must share the tokenizer: the distiller only
         out.append(("dexperts", [ud["distiller"]], ud["dexperts"]["beta"]))
     if ud["task_arithmetic"]["enabled"]:
-        out.append(("taskarith", ud["task_arithmetic"]["targets"] or [ud["distiller"]], ud["task_arithmetic"]["lambda"]))
+        ta = ud["task_arithmetic"]
+        out.append(("taskarith", ta["targets"] or [ud["distiller"]], ta["lambda"]))
     if ud["lm_steer"]["enabled"]:
         out.append(("lmsteer", ud["targets"], ud["lm_steer"]["epsilon"]))
     return out

@@ -108,14 +108,15 @@ def verdicts(cfg: dict, metrics: dict[str, dict]) -> tuple[str, list[dict]]:
 
 def selection_table(cfg: dict, record_of: Callable[[plan.Selected], dict | None]) -> str:
     out = io.StringIO()
-    out.write("| method | target | grid point | val. TP | val. EMT | val. PPL | chosen |\n|---|---|---|---|---|---|---|\n")
+    out.write("| method | target | grid point | val. TP | val. EMT | val. PPL | chosen |\n" + "|---" * 7 + "|\n")
     for sel in plan.selections(cfg):
         rec = record_of(sel)
         if not rec:
             continue
         for row in rec["candidates"]:
             out.write(f"| {plan.METHODS[sel.method][0]} | {sel.target} | {row['candidate']} | {_f(row['tp'])} | "
-                      f"{_f(row['emt'])} | {_f(row['ppl'], 1)} | {'✓' if row['candidate'] == rec['chosen'] else ''} |\n")
+                      f"{_f(row['emt'])} | {_f(row['ppl'], 1)} | {'✓' if row['candidate'] == rec['chosen'] else ''}"
+                      " |\n")
     return out.getvalue()
 
 
@@ -135,7 +136,8 @@ def cost_table(cfg: dict, jobs: list[dict]) -> str:
               + " + ".join(_f(seconds.get(k, math.nan), 0) for k in shared) + " | – |\n")
     for sel in plan.selections(cfg):
         build = sel.build_jobs()
-        tune = [(step, f"{c.system}@validation") for c in sel.candidates for step in ("generate", "score", "perplexity")]
+        tune = [(step, f"{c.system}@validation") for c in sel.candidates
+                for step in ("generate", "score", "perplexity")]
         out.write(f"| {plan.METHODS[sel.method][0]} | {sel.target} | {_f(total(build), 0)} | {_f(total(tune), 0)} |\n")
     return out.getvalue()
 
@@ -186,7 +188,8 @@ def section(cfg: dict, metrics: dict[str, dict], mmlu: dict[str, dict], validati
     for sel in plan.selections(cfg):
         rec = record_of(sel)
         if rec:
-            chosen[sel.system] = f"{plan.METHODS[sel.method][1]}={rec['chosen'].removeprefix(plan.METHODS[sel.method][2])}"
+            _, param, prefix, _ = plan.METHODS[sel.method]
+            chosen[sel.system] = f"{param}={rec['chosen'].removeprefix(prefix)}"
     out = io.StringIO()
     out.write("\n## UniDetox and its baselines\n\n")
     ud = cfg["unidetox"]
