@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/unidetox.smk"
+include: "workflow/rules/guided.smk"
 include: "workflow/rules/report.smk"
 
 

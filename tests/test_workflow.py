@@ -80,7 +80,7 @@ def test_smoke_run_produces_the_report(smoke_run):
 
 
 def test_snakemake_html_report(smoke_run):
-    proc = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "config/overlays/no_unidetox.yaml", "--report",
+    proc = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "config/overlays/base_only.yaml", "--report",
                      "results/report/report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (smoke_run / "results/report/report.html").read_text(errors="ignore")
@@ -107,7 +107,7 @@ def _job_counts(output: str) -> dict[str, int]:
 def test_changing_one_parameter_reruns_only_downstream_jobs(smoke_run):
     (smoke_run / "config/more_boot.yaml").write_text("evaluation:\n  bootstrap:\n    n_boot: 300\n")
     proc = snakemake(smoke_run, "-n", "--profile", "profiles/default", "--configfile", "config/smoke.yaml",
-                     "config/overlays/no_unidetox.yaml", "config/more_boot.yaml", "--cores", "2")
+                     "config/overlays/base_only.yaml", "config/more_boot.yaml", "--cores", "2")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert _job_counts(out) == {"metrics": 4, "report": 1, "all": 1}

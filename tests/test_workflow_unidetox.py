@@ -11,7 +11,8 @@ import pytest
 from tests.workflow_utils import copy_workflow, snakemake
 
 # smaller than the full smoke config (no MMLU, no preprompt systems) so the run stays short
-FAST = "evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama, tiny_gemma]\n  guides: []\n"
+FAST = ("evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama, tiny_gemma]\n  guides: []\n"
+        "guided: null\n")
 
 
 @pytest.fixture(scope="module")

@@ -42,5 +42,5 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 
 
 # the base systems only: the tests that run the workflow several times stay fast
-SMOKE = ("--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/overlays/no_unidetox.yaml",
+SMOKE = ("--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/overlays/base_only.yaml",
          "--cores", "2")

@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benchmarks", nargs="*", default=[])
     p.add_argument("--validation", nargs="*", default=[], help="validation metrics of every grid point")
     p.add_argument("--analysis", default=None, help="markdown of the distilled-text analysis")
+    p.add_argument("--rewards", nargs="*", default=[], help="every reward-model directory")
     p.add_argument("--out-dir", required=True)
     _add_unidetox_commands(sub)
+    _add_guided_commands(sub)
     p = sub.add_parser("evaluate", help="run the whole evaluation on any model directory, guide and prompt file")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--guide-dir", default="none", help="a guide artifact directory, or 'none'")
@@ -135,6 +137,39 @@ def _add_unidetox_commands(sub) -> None:
             p.add_argument(flag, **kwargs)
 
 
+def _add_guided_commands(sub) -> None:
+    """RAD/ARM steps: reward data, reward-model training, a guide at one (k, beta)."""
+    attr = ("--attribute", {"required": True})
+    p = sub.add_parser("reward-data", help="sample and label reward-model training data (or read Jigsaw/SST-2)")
+    for flag, kw in (attr, ("--model-dir", {"required": True}), ("--out", {"required": True})):
+        p.add_argument(flag, **kw)
+    p = sub.add_parser("train-reward", help="train a RAD teacher or an ARM student")
+    for flag, kw in (attr, ("--variant", {"required": True}), ("--backbone-dir", {"required": True}),
+                     ("--data", {"required": True}), ("--teacher-dir", {"default": None}),
+                     ("--out", {"required": True})):
+        p.add_argument(flag, **kw)
+    p = sub.add_parser("reward-guide", help="a RAD/ARM guide at one k and beta")
+    for flag, kw in (("--variant", {"required": True}), ("--reward-dir", {"required": True}),
+                     ("--k", {"type": int, "required": True}), ("--beta", {"type": float, "required": True}),
+                     ("--out", {"required": True})):
+        p.add_argument(flag, **kw)
+
+
+def _run_guided(args, cfg: dict) -> bool:
+    if args.cmd not in ("reward-data", "train-reward", "reward-guide"):
+        return False
+    from detoxlab.rewards import steps
+
+    if args.cmd == "reward-data":
+        steps.reward_data(cfg, args.attribute, args.model_dir, args.out, args.threads)
+    elif args.cmd == "train-reward":
+        steps.train_reward(cfg, args.attribute, args.variant, args.backbone_dir, args.data, args.out,
+                           args.teacher_dir, args.threads)
+    else:
+        steps.reward_guide(args.variant, args.reward_dir, args.k, args.beta, args.out)
+    return True
+
+
 def _run_unidetox(args, cfg: dict) -> bool:
     from detoxlab.unidetox import steps
 
@@ -168,7 +203,7 @@ def _run(args) -> int:
     from detoxlab import evaluation as ev
 
     cfg = _cfg(args)
-    if _run_unidetox(args, cfg):
+    if _run_unidetox(args, cfg) or _run_guided(args, cfg):
         return 0
     if args.cmd == "check-config":
         import yaml
@@ -202,7 +237,7 @@ def _run(args) -> int:
         from detoxlab.report import build_report
 
         build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"], cfg=cfg,
-                     validation_files=args.validation, analysis_md=args.analysis)
+                     validation_files=args.validation, analysis_md=args.analysis, reward_manifests=args.rewards)
     elif args.cmd == "evaluate":
         metrics = ev.evaluate_system(cfg, args.model_dir, args.guide_dir, args.judge_dir, args.out_dir,
                                      prompts_file=args.prompts, split=args.split, threads=args.threads,

@@ -114,6 +114,42 @@ def _check_references(cfg: dict) -> None:
         judge_for(cfg, target)
     if cfg.get("unidetox"):
         _check_unidetox(cfg)
+    if cfg.get("guided"):
+        _check_guided(cfg)
+
+
+def _check_guided(cfg: dict) -> None:
+    g, models = cfg["guided"], cfg["models"]
+    if g["base"] not in models:
+        raise ConfigError("guided.base", f"model '{g['base']}' is not declared under 'models'")
+    judge_for(cfg, g["base"])
+    g["reward_model"].setdefault("backbone", g["base"])
+    if g["reward_model"]["backbone"] not in models:
+        raise ConfigError("guided.reward_model.backbone",
+                          f"model '{g['reward_model']['backbone']}' is not declared under 'models'")
+    for name, at in g["attributes"].items():
+        key = f"guided.attributes.{name}"
+        if "." in name or "-" in name:
+            raise ConfigError(key, "attribute names are plain identifiers (they appear in artifact names)")
+        src = at["data"]["source"]
+        if src != "sampled" and not at["data"]["path"]:
+            raise ConfigError(f"{key}.data.path", f"source '{src}' needs a local file or hub id")
+        prompts = at.get("prompts") or cfg["prompts"]
+        if src == "sampled" and prompts["source"] != "project":
+            raise ConfigError(f"{key}.data.source", "'sampled' draws reward data from training prompts, which "
+                              f"prompts.source '{prompts['source']}' does not have; use jigsaw/sentiment data")
+        if at.get("prompts") and at["prompts"]["source"] == "project" and not Path(at["prompts"]["path"]).is_file():
+            raise ConfigError(f"{key}.prompts.path", f"prompt file not found: {at['prompts']['path']}")
+        if src == "jigsaw" and len(at["labels"]) < 1:
+            raise ConfigError(f"{key}.labels", "name at least one Jigsaw label column")
+    from detoxlab.rewards.plan import choices
+
+    if "toxicity" in g["attributes"]:
+        wanted = set(g["test_variants"])
+        have = {c.variant for c in choices(cfg)}
+        if wanted - have:
+            raise ConfigError("guided.test_variants", f"{sorted(wanted - have)} are not among the toxicity "
+                              "attribute's variants")
 
 
 def _check_unidetox(cfg: dict) -> None:
@@ -206,7 +242,8 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
     "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
-    "report": ("seed", "scorer", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap", "unidetox"),
+    "report": ("seed", "scorer", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap", "unidetox",
+               "guided"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
     "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning.samples_per_prompt"),
     "toxic_corpus": ("seed", "device", "dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
@@ -219,6 +256,10 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "dexperts_guide": ("unidetox.dexperts.top_p",),
     "select": ("tuning.max_ppl_ratio",),
     "analysis": ("scorer",),
+    # reward-guided decoding: per-attribute keys are added by rewards.plan.step_keys
+    "reward_data": (),
+    "train_reward": ("seed", "device", "dtype", "guided.reward_model"),
+    "reward_guide": (),
 }
 
 

@@ -166,8 +166,9 @@ def step_metrics(cfg: dict, generations: str, scores: str, ppl: str, out: str, s
               **summary,
               "scoring": {k: read_json(meta_path(scores))[k] for k in ("n_failed", "n_unique", "scorer")},
               "judge": read_json(meta_path(ppl))["judge_name"],
-              "cost": {k: gen_meta[k] for k in ("seconds", "generated_tokens", "seconds_per_token", "peak_rss_mb",
-                                                "backbone_calls_per_step", "device")},
+              "cost": {**{k: gen_meta[k] for k in ("seconds", "generated_tokens", "seconds_per_token", "peak_rss_mb",
+                                                   "backbone_calls_per_step", "device")},
+                       "backbone_rows_per_step": gen_meta.get("backbone_rows_per_step", 0)},
               "inputs": {"generations": str(generations), "scores": str(scores), "ppl": str(ppl)}}
     write_json(out, result)
     return result

@@ -53,5 +53,6 @@ def generate(model, tokenizer, prompts: Sequence[dict], guide: Guide, settings: 
     stats = {"seconds": round(seconds, 3), "generated_tokens": n_generated,
              "seconds_per_token": seconds / max(n_generated, 1), "samples": len(rows),
              "peak_rss_mb": round(peak_rss_mb(), 1), "backbone_calls_per_step": guide.backbone_calls_per_step,
+             "backbone_rows_per_step": guide.backbone_rows_per_step,
              "device": str(device), "torch_threads": torch.get_num_threads()}
     return rows, stats

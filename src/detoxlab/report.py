@@ -9,11 +9,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from detoxlab.artifacts import atomic_file, read_json, write_json
+from detoxlab.plotting import pyplot, save_png
 
 COLUMNS = ["system", "model", "guide", "split", "tp", "tp_lo", "tp_hi", "emt", "emt_lo", "emt_hi", "tp_id", "tp_ood",
            "emt_id", "emt_ood", "tp_neutral", "ppl", "ppl_lo", "ppl_hi", "judge", "dist1", "dist2", "dist3", "mmlu",
-           "gen_seconds", "seconds_per_token", "backbone_calls_per_step", "job_seconds", "peak_rss_mb",
-           "failed_scores", "n_prompts"]
+           "gen_seconds", "seconds_per_token", "backbone_calls_per_step", "backbone_rows_per_step", "job_seconds",
+           "peak_rss_mb", "failed_scores", "n_prompts"]
 
 
 def read_benchmark(path: str | Path) -> dict:
@@ -53,6 +54,7 @@ def _row(metrics: dict, mmlu: dict | None, jobs: list[dict]) -> dict:
             "mmlu": mmlu["accuracy"] if mmlu else math.nan,
             "gen_seconds": metrics["cost"]["seconds"], "seconds_per_token": metrics["cost"]["seconds_per_token"],
             "backbone_calls_per_step": metrics["cost"]["backbone_calls_per_step"],
+            "backbone_rows_per_step": metrics["cost"].get("backbone_rows_per_step", 0),
             "job_seconds": sum(j["s"] for j in jobs if math.isfinite(j["s"])) if jobs else math.nan,
             "peak_rss_mb": max((j["max_rss"] for j in jobs if math.isfinite(j["max_rss"])), default=math.nan),
             "failed_scores": metrics["scoring"]["n_failed"], "n_prompts": tox["overall"]["n_prompts"]}
@@ -106,10 +108,7 @@ def _point_label(row: dict) -> str:
 
 
 def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     markers = "osD^v<>ph*"
@@ -129,10 +128,7 @@ def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
     ax.set_title("Toxicity vs fluency, test prompts (95% bootstrap CIs)")
     ax.grid(alpha=0.3)
     ax.legend(title="model")
-    fig.tight_layout()
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
@@ -145,7 +141,7 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
 
 def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_files: list[str], out_dir: str,
                  scorer: str, cfg: dict | None = None, validation_files: list[str] = (),
-                 analysis_md: str | None = None) -> list[dict]:
+                 analysis_md: str | None = None, reward_manifests: list[str] = ()) -> list[dict]:
     out = Path(out_dir)
     mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
     jobs_by_key: dict[tuple[str, str | None], list[dict]] = defaultdict(list)
@@ -163,19 +159,25 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
     rows, metrics = [r for r, _ in pairs], [m for _, m in pairs]
     write_csv(out / "table.csv", rows, COLUMNS)
     write_csv(out / "cost.csv", jobs, ["rule", "job", "s", "max_rss"])
-    sections, verdicts = "", []
+    sections, verdicts, guided = "", [], {}
+    by_system = {m["system"]: m for m in metrics if m["split"] == "test"}
+    validation = {m["system"]: m for m in map(read_json, validation_files)}
     if cfg and cfg.get("unidetox"):
         from detoxlab.unidetox.report import section
 
-        by_system = {m["system"]: m for m in metrics if m["split"] == "test"}
-        validation = {m["system"]: m for m in map(read_json, validation_files)}
         text = Path(analysis_md).read_text() if analysis_md else None
         sections, verdicts = section(cfg, by_system, mmlu, validation, text, out, jobs)
+    if cfg and cfg.get("guided"):
+        from detoxlab.rewards.report import section as guided_section
+
+        models = {Path(p).name: read_json(Path(p) / "manifest.json") for p in reward_manifests}
+        text, guided = guided_section(cfg, by_system, validation, models, out)
+        sections += text
     with atomic_file(out / "table.md") as fh:
         fh.write("# Results\n\n" + markdown_table(rows, scorer))
         fh.write("\n## Toxicity probability per prompt group\n\n" + group_table(metrics))
         fh.write(sections)
     test_rows = [r for r in rows if r["split"] == "test"] or rows
     plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
-    write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts})
+    write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts, "guided": guided})
     return rows

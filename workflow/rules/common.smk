@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from detoxlab import config as dl_config
+from detoxlab.rewards import plan as rw_plan
 from detoxlab.unidetox import plan as ud_plan
 
 min_version("9.0")
@@ -48,14 +49,26 @@ def systems():
     sels = ud_plan.selections(config)
     # every method target's bare model is the reference its section compares against
     pairs += [(t, NO_GUIDE) for t in dict.fromkeys(s.target for s in sels) if (t, NO_GUIDE) not in pairs]
-    return pairs + [(s.model, s.guide) for s in sels]
+    pairs += [(s.model, s.guide) for s in sels]
+    guided = rw_plan.test_systems(config)
+    if guided and (rw_plan.base_model(config), NO_GUIDE) not in pairs:
+        pairs.append((rw_plan.base_model(config), NO_GUIDE))
+    return pairs + guided
+
+
+def mmlu_systems():
+    """Systems with an MMLU score: not the reward-guided ones (a top-k guide leaves letters outside its k
+    candidates at -inf, and neither RAD nor ARM reports MMLU)."""
+    guided = set(rw_plan.test_systems(config))
+    return [s for s in systems() if s not in guided]
 
 
 def tuning_systems():
     """(model, guide) pairs evaluated on the validation split: every grid point and the bare targets."""
     cands = ud_plan.candidates(config)
     bases = sorted({c.target for c in cands})
-    return [(t, NO_GUIDE) for t in bases] + [(c.model, c.guide) for c in cands]
+    pairs = [(t, NO_GUIDE) for t in bases] + [(c.model, c.guide) for c in cands]
+    return pairs + [p for p in rw_plan.tuning_systems(config) if p not in pairs]
 
 
 def used_models():
@@ -93,7 +106,8 @@ def model_deps(wildcards):
 
 
 def guide_dir(wildcards):
-    return ud_plan.guide_dependencies(config, wildcards.guide)
+    deps = rw_plan.guide_dependencies(config, wildcards.guide)
+    return deps if deps is not None else ud_plan.guide_dependencies(config, wildcards.guide)
 
 
 def guide_arg(wildcards):
@@ -130,3 +144,32 @@ def selection_reference(wildcards):
 
 def selection_metrics(wildcards):
     return [f"results/eval/validation/{c.model}--{c.guide}/metrics.json" for c in selection_of(wildcards).candidates]
+
+
+# RAD/ARM (guided.smk): per-attribute step parameters and the inputs that depend on a variant.
+REWARD_DIR = "results/rewards/{attribute}.{variant}"
+
+
+def guided_params(step, attribute, *extra):
+    keys = list(dl_config.STEP_KEYS[step]) + rw_plan.step_keys(config, step, attribute) + list(extra)
+    return json.dumps(dl_config.select(config, keys), sort_keys=True)
+
+
+def reward_training_params(wc):
+    kind = rw_plan.VARIANTS[wc.variant].kind
+    return guided_params("train_reward", wc.attribute, "guided.teacher" if kind == "rad" else "guided.student")
+
+
+def teacher_dir(wc):
+    if rw_plan.VARIANTS[wc.variant].objective != "distill":
+        return []
+    return [REWARD_DIR.format(attribute=wc.attribute, variant=rw_plan.TEACHER)]
+
+
+def attribute_prompt_files(wc):
+    path = rw_plan.resolved(config, wc.attribute)["prompts"]["path"]
+    return [path] if os.path.isfile(path) else []
+
+
+def reward_choice(wc):
+    return rw_plan.find_choice(config, f"{wc.attribute}.{wc.variant}")

@@ -7,14 +7,16 @@ METRICS = [
     for f in expand_systems("results/eval/{split}/{model}--{guide}/metrics.json", split=s)
 ]
 MMLU_ENABLED = config["evaluation"]["mmlu"]["enabled"]
-MMLU = expand_systems(MMLU_JSON) if MMLU_ENABLED else []
+MMLU = [MMLU_JSON.format(model=m, guide=g) for m, g in mmlu_systems()] if MMLU_ENABLED else []
 # Cost of every job that contributes a system's numbers, from Snakemake's benchmark files.
 BENCHMARKS = [
     f
     for s in REPORT_SPLITS
     for step in ("generate", "score", "perplexity")
     for f in expand_systems(f"results/benchmarks/{step}/{{model}}--{{guide}}@{{split}}.tsv", split=s)
-] + (expand_systems("results/benchmarks/mmlu/{model}--{guide}.tsv") if MMLU_ENABLED else [])
+] + (
+    [f"results/benchmarks/mmlu/{m}--{g}.tsv" for m, g in mmlu_systems()] if MMLU_ENABLED else []
+)
 BENCHMARKS += [f"results/benchmarks/materialize/{m}.tsv" for m in used_models()]
 # UniDetox: every grid point on the validation split, the analysis, and the cost of each training job.
 VALIDATION = [f"results/eval/validation/{m}--{g}/metrics.json" for m, g in tuning_systems()]
@@ -32,7 +34,16 @@ if config.get("unidetox"):
         for c in ud_plan.candidates(config)
         for step in ("generate", "score", "perplexity")
     ]
-REPORT_OUTPUTS = [
+# RAD/ARM: the reward models and the cost of building them.
+REWARDS = [f"results/rewards/{a}.{v}" for a, v in rw_plan.reward_models(config)]
+BENCHMARKS += [f"results/benchmarks/guided/{a}.{v}.tsv" for a, v in rw_plan.reward_models(config)]
+BENCHMARKS += [f"results/benchmarks/guided/{a}.reward_data.tsv" for a in rw_plan.attributes(config)]
+GUIDED_PLOTS = (
+    ["results/report/guided_tradeoff.png", "results/report/reward_distribution.png"]
+    if config.get("guided")
+    else []
+)
+REPORT_OUTPUTS = GUIDED_PLOTS + [
     "results/report/table.md",
     "results/report/table.csv",
     "results/report/tox_vs_ppl.png",
@@ -49,6 +60,7 @@ rule report:
         validation=VALIDATION,
         analysis=UD_ANALYSIS,
         selections=SELECTIONS,
+        rewards=REWARDS,
     output:
         md="results/report/table.md",
         csv=report("results/report/table.csv", caption="../report/table.rst", category="Results"),
@@ -62,6 +74,7 @@ rule report:
             if config.get("unidetox")
             else []
         ),
+        guided=[report(p, caption="../report/guided.rst", category="RAD and ARM") for p in GUIDED_PLOTS],
         cost=report("results/report/cost.csv", caption="../report/cost.rst", category="Cost"),
         summary="results/report/summary.json",
     params:
@@ -79,4 +92,5 @@ rule report:
     shell:
         "detoxlab --params {params.cfg:q} report --metrics {input.metrics} --mmlu {input.mmlu}"
         " --benchmarks {input.benchmarks} --validation {input.validation} {params.analysis}"
+        " --rewards {input.rewards}"
         " --out-dir results/report > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""Loaders for public data sets: RealToxicityPrompts, ToxiGen (annotated) and DGHS.
+"""Loaders for public data sets: RealToxicityPrompts, ToxiGen (annotated), DGHS,
+Jigsaw Unintended Bias, and the SST-2 / Amazon Polarity sentiment sets.
 
 Each loader accepts a Hugging Face hub id (paper-scale runs on machines with
 network access) or a local file in the dataset's published schema. The prompt
@@ -6,9 +7,14 @@ loaders (RealToxicityPrompts, ToxiGen) return project prompt records::
 
     {"id", "text", "group", "domain", "split", "source_toxicity"}
 
-and the DGHS loader returns toxic-corpus records::
+the DGHS loader returns toxic-corpus records::
 
     {"id", "text", "target", "type", "label", "split"}
+
+and the reward-model loaders (Jigsaw, sentiment) return records with continuous
+labels in [0, 1], where 1 is the undesired end of each attribute::
+
+    {"id", "text", "labels": {name: float}}
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +105,32 @@ DGHS_REQUIRED_COLUMNS = ("acl.id", "text", "label", "type", "target", "split")
 # Our split names -> the values of DGHS's own `split` column.
 DGHS_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 
+JIGSAW_HUB_ID = "google/jigsaw_unintended_bias"
+# Annotator fractions shared by Kaggle's train.csv and the hub dataset; Kaggle's
+# train.csv names the first one `target` (JIGSAW_KAGGLE_TOXICITY).
+JIGSAW_LABELS = (
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "identity_attack",
+    "insult",
+    "threat",
+    "sexual_explicit",
+)
+JIGSAW_TEXT_COLUMN = "comment_text"
+JIGSAW_KAGGLE_TOXICITY = "target"
+# Our split names -> the hub dataset's splits. The competition had no validation
+# set, so the public leaderboard's test set serves as one.
+JIGSAW_HUB_SPLITS = {
+    "train": "train",
+    "validation": "test_public_leaderboard",
+    "test": "test_private_leaderboard",
+}
+
+SST2_HUB_ID = "stanfordnlp/sst2"
+AMAZON_POLARITY_HUB_ID = "fancyzhx/amazon_polarity"
+SENTIMENT_LABEL = "negativity"
+
 _OFFLINE_HINT = (
     "Machines without network access need a local file in the dataset's "
     "published schema instead of a hub id."
@@ -168,10 +201,24 @@ def _as_float(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-# --------------------------------------------------------------------------- RTP
+def _str_cell(value: Any) -> str:
+    """A string cell; missing values (None, or NaN from CSV readers) become ''."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
-def _read_rtp_jsonl(path: Path, source: str | Path) -> list[dict[str, Any]]:
+def _score_cell(value: Any, where: str, column: str) -> float | None:
+    """A numeric cell, or None when it is empty; text that is not a number is a schema error."""
+    if isinstance(value, str):
+        value = value.strip() or None
+    try:
+        return _as_float(value)
+    except (TypeError, ValueError):
+        raise DatasetLoadError(f"{where}, column '{column}': {value!r} is not a number.") from None
+
+
+def _read_jsonl(path: Path, source: str | Path, what: str) -> list[Any]:
     rows = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
@@ -181,9 +228,108 @@ def _read_rtp_jsonl(path: Path, source: str | Path) -> list[dict[str, Any]]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise DatasetLoadError(
-                    f"RealToxicityPrompts source '{source}': line {lineno} is not JSON ({exc})."
+                    f"{what} source '{source}': line {lineno} is not JSON ({exc})."
                 ) from exc
     return rows
+
+
+def _read_csv(path: Path, source: str | Path, what: str) -> tuple[list[str], list[dict[str, Any]]]:
+    # utf-8-sig: tolerate a byte-order mark in front of the header.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            rows = list(reader)
+        except csv.Error as exc:
+            raise DatasetLoadError(
+                f"{what} source '{source}' is not a readable CSV ({exc})."
+            ) from exc
+        return list(reader.fieldnames or []), rows
+
+
+def _read_table(
+    source: str | Path, what: str, suffixes: Sequence[str], **hub_kwargs: Any
+) -> tuple[list[str], Iterable[Mapping[str, Any]]]:
+    """Column names and rows of a local file (one of `suffixes`) or of a hub split.
+
+    CSV cells are strings ('' when empty); JSON lines keep their JSON types.
+    """
+    if not _is_local(source):
+        table = _hub_load(str(source), what, **hub_kwargs)
+        return list(table.column_names), table
+    path = _require_file(source, what)
+    suffix = path.suffix.lower()
+    if suffix not in suffixes:
+        raise DatasetLoadError(
+            f"{what} source '{source}': unsupported file type (expected {', '.join(suffixes)})."
+        )
+    if suffix == ".csv":
+        return _read_csv(path, source, what)
+    rows = _read_jsonl(path, source, what)
+    columns: dict[str, None] = {}
+    for lineno, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping):
+            raise DatasetLoadError(f"{what} source '{source}': record {lineno} is not an object.")
+        columns.update(dict.fromkeys(row))
+    return list(columns), rows
+
+
+def _require_columns(
+    columns: Sequence[str], required: Iterable[str], source: str | Path, what: str
+) -> None:
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DatasetLoadError(
+            f"{what} source '{source}' lacks column(s) {missing} (found {list(columns)})."
+        )
+
+
+def _check_local_split(source: str | Path, what: str, split: str) -> None:
+    """A local file is read whole as one split, so only the default `train` is meaningful."""
+    if split != "train":
+        raise ValueError(
+            f"{what} source '{source}' is a local file, which is read whole as one split: "
+            f"use split='train' (got {split!r}), or a hub id for the {split} split."
+        )
+
+
+def _row_id(prefix: str, row: Mapping[str, Any], id_column: str | None, index: int) -> str:
+    """``<prefix>-<the row's own id>``, or ``<prefix>-<row index>`` when the source has none."""
+    own = _str_cell(row.get(id_column)).strip() if id_column else ""
+    return f"{prefix}-{own or index}"
+
+
+def _labelled_records(
+    rows: Iterable[Mapping[str, Any]],
+    make_record: Callable[[int, Mapping[str, Any]], dict[str, Any] | None],
+    skip_reason: str,
+    source: str | Path,
+    what: str,
+    limit: int | None,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """One record per row (`make_record` returns None to skip it), then the seeded `limit` subset.
+
+    Skipped rows are logged once; a source with no usable row is an error rather
+    than an empty training set.
+    """
+    kept: list[dict[str, Any]] = []
+    n_rows = 0
+    for index, row in enumerate(rows):
+        n_rows += 1
+        record = make_record(index, row)
+        if record is not None:
+            kept.append(record)
+    n_skipped = n_rows - len(kept)
+    if n_skipped:
+        log.info("%s source '%s': skipped %d row(s) %s.", what, source, n_skipped, skip_reason)
+    if not kept:
+        raise ValueError(
+            f"{what} source '{source}': no rows left ({n_rows} read, all skipped {skip_reason})."
+        )
+    return [kept[i] for i in _seeded_subset(range(len(kept)), limit, seed)]
+
+
+# --------------------------------------------------------------------------- RTP
 
 
 def _validate_rtp_row(row: Any, index: int, source: str | Path) -> None:
@@ -222,8 +368,8 @@ def load_realtoxicityprompts(
     """
     _check_split(split)
     if _is_local(source):
-        rows: Iterable[Any] = _read_rtp_jsonl(
-            _require_file(source, "RealToxicityPrompts"), source
+        rows: Iterable[Any] = _read_jsonl(
+            _require_file(source, "RealToxicityPrompts"), source, "RealToxicityPrompts"
         )
     else:
         rows = _hub_load(str(source), "RealToxicityPrompts", split="train")
@@ -308,12 +454,7 @@ def load_toxigen_annotated(
     wanted = None if groups is None else set(groups)
 
     table = _load_toxigen_table(source, split)
-    missing = [c for c in TOXIGEN_REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise DatasetLoadError(
-            f"ToxiGen source '{source}' lacks column(s) {missing} "
-            f"(found {table.column_names})."
-        )
+    _require_columns(table.column_names, TOXIGEN_REQUIRED_COLUMNS, source, "ToxiGen")
 
     kept: list[dict[str, Any]] = []
     unmapped: set[str] = set()
@@ -355,37 +496,6 @@ def load_toxigen_annotated(
 # -------------------------------------------------------------------------- DGHS
 
 
-def _read_dghs_table(source: str | Path) -> tuple[list[str], Iterable[Mapping[str, Any]]]:
-    """Column names and rows of a local DGHS ``.csv`` or a hub dataset."""
-    if _is_local(source):
-        path = _require_file(source, "DGHS")
-        if path.suffix.lower() != ".csv":
-            raise DatasetLoadError(
-                f"DGHS source '{source}': unsupported file type (expected the released .csv)."
-            )
-        # utf-8-sig: tolerate a byte-order mark in front of the header.
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            try:
-                rows = list(reader)
-            except csv.Error as exc:
-                raise DatasetLoadError(
-                    f"DGHS source '{source}' is not a readable CSV ({exc})."
-                ) from exc
-            return list(reader.fieldnames or []), rows
-    # The hub copies hold every row in one split; DGHS's `split` column says
-    # which rows are train/dev/test.
-    table = _hub_load(str(source), "DGHS", split="train")
-    return list(table.column_names), table
-
-
-def _dghs_cell(value: Any) -> str:
-    """A string cell; missing values (None, or NaN from CSV readers) become ''."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
 def load_dghs(
     source: str | Path,
     groups: Sequence[str] | None = None,
@@ -421,12 +531,10 @@ def load_dghs(
     if wanted is not None and not wanted:
         raise ValueError("groups must name at least one DGHS target code, or be None")
 
-    columns, rows = _read_dghs_table(source)
-    missing = [c for c in DGHS_REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise DatasetLoadError(
-            f"DGHS source '{source}' lacks column(s) {missing} (found {columns})."
-        )
+    # The hub copies hold every row in one split; DGHS's `split` column says
+    # which rows are train/dev/test.
+    columns, rows = _read_table(source, "DGHS", (".csv",), split="train")
+    _require_columns(columns, DGHS_REQUIRED_COLUMNS, source, "DGHS")
 
     # Count survivors of each filter so an empty result can name its cause.
     labels_seen: set[str] = set()
@@ -436,32 +544,32 @@ def load_dghs(
     kept: list[dict[str, Any]] = []
     for row in rows:
         n_rows += 1
-        row_label = _dghs_cell(row["label"])
+        row_label = _str_cell(row["label"])
         labels_seen.add(row_label)
         if row_label != label:
             continue
         n_label += 1
-        row_split = _dghs_cell(row["split"])
+        row_split = _str_cell(row["split"])
         splits_seen.add(row_split)
         if row_split != dghs_split:
             continue
         n_split += 1
-        target = _dghs_cell(row["target"])
+        target = _str_cell(row["target"])
         parts = {part.strip() for part in target.split(".")}
         targets_seen.update(parts)
         if wanted is not None and wanted.isdisjoint(parts):
             continue
         n_group += 1
-        text = _dghs_cell(row["text"]).strip()
+        text = _str_cell(row["text"]).strip()
         if not text:
             n_empty += 1
             continue
         kept.append(
             {
-                "id": f"dghs-{_dghs_cell(row['acl.id'])}",
+                "id": f"dghs-{_str_cell(row['acl.id'])}",
                 "text": text,
                 "target": target,
-                "type": _dghs_cell(row["type"]),
+                "type": _str_cell(row["type"]),
                 "label": row_label,
                 "split": split,
             }
@@ -490,3 +598,186 @@ def load_dghs(
             )
         raise ValueError(f"{where}: all {n_empty} matching row(s) have empty text.")
     return [kept[i] for i in _seeded_subset(range(len(kept)), limit, seed)]
+
+
+# ------------------------------------------------------------------------ Jigsaw
+
+
+def _jigsaw_labels(labels: str | Iterable[str]) -> tuple[str, ...]:
+    wanted = (labels,) if isinstance(labels, str) else tuple(labels)
+    unknown = [label for label in wanted if label not in JIGSAW_LABELS]
+    if not wanted or unknown or len(set(wanted)) != len(wanted):
+        raise ValueError(
+            f"labels must be distinct names from {JIGSAW_LABELS}, got {list(wanted)}"
+        )
+    return wanted
+
+
+def _jigsaw_label_columns(
+    columns: Sequence[str], labels: Sequence[str], source: str | Path
+) -> dict[str, str]:
+    """Source column of each requested label (Kaggle's train.csv calls toxicity `target`)."""
+    mapping = {label: label for label in labels}
+    if "toxicity" in mapping and "toxicity" not in columns and JIGSAW_KAGGLE_TOXICITY in columns:
+        mapping["toxicity"] = JIGSAW_KAGGLE_TOXICITY
+    _require_columns(columns, [JIGSAW_TEXT_COLUMN, *mapping.values()], source, "Jigsaw")
+    return mapping
+
+
+def _unit_score(value: Any, where: str, column: str) -> float | None:
+    score = _score_cell(value, where, column)
+    if score is not None and not 0.0 <= score <= 1.0:
+        raise DatasetLoadError(f"{where}, column '{column}': {score} is outside [0, 1].")
+    return score
+
+
+def load_jigsaw(
+    source: str | Path,
+    labels: str | Iterable[str] = JIGSAW_LABELS,
+    split: str = "train",
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Load Jigsaw Unintended Bias comments with their toxicity fractions as reward-model records.
+
+    Jigsaw Unintended Bias in Toxicity Classification (Borkan et al., 2019)
+    holds about 1.8 million Civil Comments in its train set, each rated by a
+    panel of crowd raters; every attribute is the fraction of raters who chose
+    it, so it lies in [0, 1]. RAD trains its toxicity reward model on these
+    fractions rather than on binary labels.
+
+    `source` is Kaggle's ``train.csv`` (columns ``id``, ``comment_text``,
+    ``target`` = the toxicity fraction, ``severe_toxicity``, ``obscene``,
+    ``identity_attack``, ``insult``, ``threat``, ``sexual_explicit``, then
+    identity and annotation-count columns), or the hub id
+    ``google/jigsaw_unintended_bias`` (a manual-download dataset built from
+    those files) or a copy with its columns: ``comment_text``, ``toxicity``
+    and the same subtype names; splits ``train``, ``test_public_leaderboard``,
+    ``test_private_leaderboard``.
+    On the hub, `split` ``validation`` / ``test`` read the public / private
+    leaderboard test sets; a local file is read whole and accepts only
+    ``train``. A local file may name the toxicity column ``toxicity`` instead
+    of ``target`` (the competition's expanded test files do).
+
+    Records are ``{"id": "jigsaw-<id, or the row index>", "text": <stripped
+    comment_text>, "labels": {label: fraction for each of `labels`}}``. Rows
+    with empty text or without a value for a requested label are skipped
+    (logged once). `limit` draws a seeded random subset, kept in source order.
+    """
+    _check_split(split)
+    wanted = _jigsaw_labels(labels)
+    if _is_local(source):
+        _check_local_split(source, "Jigsaw", split)
+    columns, rows = _read_table(source, "Jigsaw", (".csv",), split=JIGSAW_HUB_SPLITS[split])
+    label_columns = _jigsaw_label_columns(columns, wanted, source)
+    id_column = "id" if "id" in columns else None
+
+    def make_record(index: int, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        text = _str_cell(row.get(JIGSAW_TEXT_COLUMN)).strip()
+        where = f"Jigsaw source '{source}', row {index}"
+        scores = {
+            label: _unit_score(row.get(column), where, column)
+            for label, column in label_columns.items()
+        }
+        if not text or any(score is None for score in scores.values()):
+            return None
+        return {"id": _row_id("jigsaw", row, id_column, index), "text": text, "labels": scores}
+
+    return _labelled_records(
+        rows, make_record, "with empty text or a missing label", source, "Jigsaw", limit, seed
+    )
+
+
+# --------------------------------------------------------------------- Sentiment
+
+
+@dataclass(frozen=True)
+class _SentimentSchema:
+    """Columns that identify a sentiment data set; `name` is also the record-id prefix."""
+
+    name: str
+    text_columns: tuple[str, ...]
+    id_column: str | None = None
+
+
+# Checked in order: the first schema whose text columns (and `label`) are all
+# present wins.
+_SENTIMENT_SCHEMAS = (
+    _SentimentSchema("sst2", ("sentence",), id_column="idx"),
+    _SentimentSchema("amazon", ("title", "content")),
+    # Copies that already merged title and review into one column (MTEB's).
+    _SentimentSchema("sentiment", ("text",)),
+)
+
+
+def _sentiment_schema(columns: Sequence[str], source: str | Path) -> _SentimentSchema:
+    for schema in _SENTIMENT_SCHEMAS:
+        if all(c in columns for c in (*schema.text_columns, "label")):
+            return schema
+    expected = " or ".join(
+        "/".join((*schema.text_columns, "label")) for schema in _SENTIMENT_SCHEMAS
+    )
+    raise DatasetLoadError(
+        f"Sentiment source '{source}' has columns {list(columns)}, none of the known "
+        f"schemas ({expected})."
+    )
+
+
+def _polarity(value: Any, where: str) -> int | None:
+    """0 (negative) or 1 (positive); None when missing or hidden (SST-2's test labels are -1)."""
+    label = _score_cell(value, where, "label")
+    if label is None or label == -1:
+        return None
+    if label not in (0, 1):
+        raise DatasetLoadError(f"{where}, column 'label': {value!r} is not 0, 1 or -1.")
+    return int(label)
+
+
+def load_sentiment_texts(
+    source: str | Path,
+    split: str = "train",
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Load SST-2 or Amazon Polarity as sentiment reward-model records.
+
+    RAD and ARM train their sentiment reward model on these two sets. The
+    schema is detected from the columns:
+
+    - SST-2 (hub ``stanfordnlp/sst2``): ``idx``, ``sentence``, ``label`` (0
+      negative, 1 positive); splits train/validation/test, whose test labels
+      are hidden as -1, so its test split has no usable rows.
+    - Amazon Polarity (hub ``fancyzhx/amazon_polarity``): ``label`` (0
+      negative, 1 positive), ``title``, ``content``; splits train/test. The
+      text is the title and the review joined by a newline (either may be empty).
+    - copies with one ``text`` column and ``label`` (``mteb/amazon_polarity``).
+
+    `source` is a hub id (`split` is passed through) or a local .csv/.jsonl
+    file with one of these column sets, read whole as the ``train`` split.
+    Records are ``{"id": "sst2-<idx>" | "amazon-<row index>" |
+    "sentiment-<row index>", "text", "labels": {"negativity": 1.0 - label}}``:
+    negativity is the undesired attribute, as scorers report it. Rows without
+    text or with a missing or -1 label are skipped (logged once). `limit` draws
+    a seeded random subset, kept in source order.
+    """
+    _check_split(split)
+    if _is_local(source):
+        _check_local_split(source, "Sentiment", split)
+    columns, rows = _read_table(source, "Sentiment", (".csv", ".jsonl"), split=split)
+    schema = _sentiment_schema(columns, source)
+
+    def make_record(index: int, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        parts = (_str_cell(row.get(column)).strip() for column in schema.text_columns)
+        text = "\n".join(part for part in parts if part)
+        label = _polarity(row.get("label"), f"Sentiment source '{source}', row {index}")
+        if not text or label is None:
+            return None
+        return {
+            "id": _row_id(schema.name, row, schema.id_column, index),
+            "text": text,
+            "labels": {SENTIMENT_LABEL: 1.0 - label},
+        }
+
+    return _labelled_records(
+        rows, make_record, "without text or a 0/1 label", source, "Sentiment", limit, seed
+    )

@@ -24,6 +24,8 @@ class Guide:
     type: str = "none"
     #: reward/expert model backbone calls per decoding step (a cost the report shows)
     backbone_calls_per_step: int = 0
+    #: rows each generated sequence adds to those calls (RAD: its k candidates; ARM, DExperts: 1)
+    backbone_rows_per_step: int = 0
     #: whether ``session`` returns a logit hook (a prompt-only guide never does)
     adjusts_logits: bool = False
 

@@ -68,6 +68,7 @@ class ExpertGuide(Guide):
     """A guide with a second model stored as a path (relative to the guide directory) in ``guide.json``."""
 
     backbone_calls_per_step = 1
+    backbone_rows_per_step = 1
     adjusts_logits = True
 
     def __init__(self, spec: dict, directory: Path | None = None):

@@ -7,16 +7,14 @@ is what makes CPU fine-tuning feasible and what the derived-model delta stores. 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-log = logging.getLogger(__name__)
+from detoxlab.training.loop import train_in_place
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,8 @@ class FinetuneSettings:
     train_embeddings: bool = False
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
     grad_clip: float | None = 1.0
     seed: int = 0
     autocast: torch.dtype | None = None  # bf16/fp16 compute over float32 weights (GPU)
@@ -42,7 +42,17 @@ class FinetuneSettings:
                    epochs=section["epochs"], max_steps=section.get("max_steps"), max_length=section["max_length"],
                    train_layers=section["train_layers"], train_embeddings=section["train_embeddings"],
                    weight_decay=section["weight_decay"], betas=tuple(section["betas"]),
+                   eps=section.get("eps", 1e-8), warmup_steps=section.get("warmup_steps", 0),
                    grad_clip=section.get("grad_clip"), seed=seed, autocast=autocast)
+
+    def optimiser_args(self) -> dict:
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
+                "grad_clip": self.grad_clip, "warmup_steps": self.warmup_steps}
+
+
+def total_steps(n_items: int, settings: FinetuneSettings) -> int:
+    total = math.ceil(n_items / settings.batch_size) * settings.epochs
+    return min(total, settings.max_steps) if settings.max_steps else total
 
 
 #: module names of the norm after the last block (Llama/Gemma, Falcon/GPT-2, OPT) and of learned positions
@@ -92,14 +102,19 @@ def tokenize_for_training(tokenizer, texts: Sequence[str], max_length: int) -> l
     return [x for x in ids if len(x) >= 2]
 
 
-def collate(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``(input_ids, attention_mask, labels)``; padded positions get label -100 (no loss)."""
+def pad_right(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
         mask[i, :len(s)] = 1
+    return ids, mask
+
+
+def collate(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask, labels)``; padded positions get label -100 (no loss)."""
+    ids, mask = pad_right(seqs, pad_id)
     labels = ids.masked_fill(mask == 0, -100)
     return ids, mask, labels
 
@@ -126,36 +141,15 @@ def finetune(model, tokenizer, texts: Sequence[str], settings: FinetuneSettings,
     seqs = tokenize_for_training(tokenizer, texts, settings.max_length)
     if not seqs:
         raise ValueError("no training text left after tokenisation (every text shorter than 2 tokens)")
-    steps_per_epoch = math.ceil(len(seqs) / settings.batch_size)
-    total = steps_per_epoch * settings.epochs
-    if settings.max_steps:
-        total = min(total, settings.max_steps)
-    opt = torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
-    model.train()
-    losses: list[float] = []
-    bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not progress, mininterval=5)
-    for step, batch in enumerate(batches(seqs, settings.batch_size, settings.epochs, settings.seed)):
-        if step >= total:
-            break
+    total = total_steps(len(seqs), settings)
+
+    def loss_of(batch):
         ids, mask, labels = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
         with torch.autocast(device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
-            loss = lm_loss(model, ids, mask, labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"fine-tuning diverged at step {step} (loss {loss.item()}); lower the lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-        opt.step()
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step % 10 == 0:
-            log.info("step %d/%d loss %.4f", step, total, losses[-1])
-    bar.close()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+            return lm_loss(model, ids, mask, labels)
+
+    losses = train_in_place(model, params, batches(seqs, settings.batch_size, settings.epochs, settings.seed),
+                            loss_of, total, settings.optimiser_args(), "fine-tune", progress)
     return {"loss": losses, "steps": len(losses), "n_texts": len(seqs), "trainable": names,
             "n_trainable": sum(p.numel() for p in params)}
 

@@ -17,16 +17,16 @@ from detoxlab.guides.expert import ExpertSession, contrastive_scores
 from detoxlab.sampling import SamplingSettings, make_generator, sample
 
 
-def start_token_id(tokenizer, start_text: str | None) -> int:
+def start_token_id(tokenizer, start_text: str | None, key: str = "unidetox.distill.start_text") -> int:
     """The id the texts start from: ``start_text`` as one token, else the tokenizer's BOS."""
     if start_text is None:
         if tokenizer.bos_token_id is None:
-            raise ValueError("unidetox.distill.start_text: the tokenizer has no BOS token; name one")
+            raise ValueError(f"{key}: the tokenizer has no BOS token; name one")
         return tokenizer.bos_token_id
     ids = tokenizer.convert_tokens_to_ids(start_text)
     # an unknown token maps to the unk id, whose token is something else (SmolLM2's unk IS <|endoftext|>)
     if ids is None or tokenizer.convert_ids_to_tokens(ids) != start_text:
-        raise ValueError(f"unidetox.distill.start_text: '{start_text}' is not a single token of this tokenizer")
+        raise ValueError(f"{key}: '{start_text}' is not a single token of this tokenizer")
     return int(ids)
 
 

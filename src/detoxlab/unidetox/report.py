@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detoxlab.artifacts import atomic_file, read_json
+from detoxlab.artifacts import read_json
 from detoxlab.metrics.bootstrap import paired_bootstrap_diff
+from detoxlab.plotting import pyplot, save_png
 from detoxlab.unidetox import plan
 
 #: the perplexity cost the acceptance criterion tolerates
@@ -144,10 +145,7 @@ def cost_table(cfg: dict, jobs: list[dict]) -> str:
 
 def plot_sensitivity(cfg: dict, validation: dict[str, dict], path: str | Path) -> None:
     """Validation TP vs PPL of every grid point of every method, one panel per target (paper Fig. 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     targets = list(dict.fromkeys(s.target for s in plan.selections(cfg)))
     fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(6.5 * max(len(targets), 1), 5), squeeze=False)
@@ -171,10 +169,7 @@ def plot_sensitivity(cfg: dict, validation: dict[str, dict], path: str | Path) -
         ax.set_ylabel("toxicity probability")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def section(cfg: dict, metrics: dict[str, dict], mmlu: dict[str, dict], validation: dict[str, dict],

@@ -50,15 +50,20 @@ def choose(candidates: list[tuple[str, str]], reference: str | None = None,
     return best, table, criterion
 
 
+#: guide.json entries that are paths relative to the guide directory (an alias elsewhere must rebase them)
+GUIDE_PATH_KEYS = ("expert", "reward_model")
+
+
 def write_guide_alias(out_dir: str | Path, target_dir: str | Path, record: dict) -> None:
-    """A guide directory standing for the chosen guide: the same guide.json, the expert path rebased."""
+    """A guide directory standing for the chosen guide: the same guide.json, its paths rebased."""
     from detoxlab.artifacts import atomic_dir, read_manifest, relative_path, write_json, write_manifest
 
     target_dir, out_dir = Path(target_dir), Path(out_dir)
     read_manifest(target_dir, "guide")
     spec = read_json(target_dir / "guide.json")
-    if "expert" in spec:
-        spec["expert"] = relative_path(target_dir / spec["expert"], out_dir)
+    for key in GUIDE_PATH_KEYS:
+        if key in spec:
+            spec[key] = relative_path(target_dir / spec[key], out_dir)
     with atomic_dir(out_dir) as tmp:
         write_json(tmp / "guide.json", spec)
         write_manifest(tmp, "guide", inputs={"alias_of": str(target_dir)}, params=spec, selection=record)

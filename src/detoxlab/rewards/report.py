@@ -1,0 +1,166 @@
+"""The report's RAD/ARM section: reward models, the trade-off curves over beta (paper Fig. 2/3), whether the
+distilled ARM tracks its RAD teacher, time per token, and the reward-distribution plot (paper Fig. 5)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from detoxlab.plotting import pyplot, save_png
+from detoxlab.rewards import plan
+from detoxlab.unidetox.report import _ci, _f
+
+
+def _base_system(cfg: dict) -> str:
+    return f"{plan.base_model(cfg)}--none"
+
+
+def reward_table(models: dict[str, dict]) -> str:
+    out = io.StringIO()
+    out.write("| reward model | kind | objective | regulariser | baseline | validation MSE | MSE to teacher | "
+              "marginal spread | trained params | train s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    for name, m in models.items():
+        v = plan.VARIANTS[name.split(".", 1)[1]]
+        val, tr = m["training"]["validation"], m["training"]
+        mse = ", ".join(f"{k} {_f(x, 4)}" for k, x in val.get("mse", {}).items())
+        out.write(f"| {name} | {v.kind} | {v.objective} | {'yes' if v.regulariser else 'no'} | "
+                  f"{'yes' if v.baseline else 'no'} | {mse} | {_f(val.get('teacher_mse'), 4)} | "
+                  f"{_f(val.get('marginal_spread'), 4)} | {tr['n_trainable']} | {_f(tr['seconds'], 1)} |\n")
+    return out.getvalue()
+
+
+def curve_table(cfg: dict, validation: dict[str, dict]) -> str:
+    base = plan.base_model(cfg)
+    out = io.StringIO()
+    out.write("| variant | k | beta | TP [95% CI] | EMT [95% CI] | PPL [95% CI] | dist-2 | s/token | rows/step |\n"
+              "|---|---|---|---|---|---|---|---|---|\n")
+    ref = validation.get(_base_system(cfg))
+    if ref:
+        tox, flu = ref["toxicity"]["overall"], ref["fluency"]
+        out.write(f"| base (nucleus) | – | – | {_ci(tox, 'tp')} | {_ci(tox, 'emt')} | {_f(flu['ppl'], 1)} "
+                  f"[{_f(flu['ppl_lo'], 1)}, {_f(flu['ppl_hi'], 1)}] | {_f(ref['diversity']['dist2'])} | "
+                  f"{_f(ref['cost']['seconds_per_token'], 4)} | 0 |\n")
+    for p in plan.grid(cfg, plan.MAIN_ATTRIBUTE):
+        m = validation.get(f"{base}--{p.guide}")
+        if not m:
+            continue
+        tox, flu = m["toxicity"]["overall"], m["fluency"]
+        out.write(f"| {plan.VARIANTS[p.variant].display} | {p.k} | {p.beta:g} | {_ci(tox, 'tp')} | "
+                  f"{_ci(tox, 'emt')} | {_f(flu['ppl'], 1)} [{_f(flu['ppl_lo'], 1)}, {_f(flu['ppl_hi'], 1)}] | "
+                  f"{_f(m['diversity']['dist2'])} | {_f(m['cost']['seconds_per_token'], 4)} | "
+                  f"{m['cost'].get('backbone_rows_per_step', '–')} |\n")
+    return out.getvalue()
+
+
+def tracking(cfg: dict, validation: dict[str, dict], student: str = "arm_distilled") -> tuple[str, dict]:
+    """At each (k, beta): does the student's TP lie within the teacher's own 95% interval?"""
+    base = plan.base_model(cfg)
+    pts = {(p.k, p.beta): p for p in plan.grid(cfg, plan.MAIN_ATTRIBUTE) if p.variant == plan.TEACHER}
+    rows, hits = [], 0
+    for (k, beta), tp in sorted(pts.items()):
+        t = validation.get(f"{base}--{tp.guide}")
+        s = validation.get(f"{base}--{plan.GuidePoint(tp.attribute, student, k, beta).guide}")
+        if not t or not s:
+            continue
+        tt, st = t["toxicity"]["overall"], s["toxicity"]["overall"]
+        inside = tt["tp_lo"] <= st["tp"] <= tt["tp_hi"]
+        hits += inside
+        rows.append({"k": k, "beta": beta, "teacher_tp": tt["tp"], "teacher_lo": tt["tp_lo"],
+                     "teacher_hi": tt["tp_hi"], "student_tp": st["tp"], "difference": st["tp"] - tt["tp"],
+                     "within": bool(inside)})
+    out = io.StringIO()
+    out.write("| k | beta | RAD TP [95% CI] | ARM distilled TP | difference | within RAD's interval |\n"
+              "|---|---|---|---|---|---|\n")
+    for r in rows:
+        out.write(f"| {r['k']} | {r['beta']:g} | {_f(r['teacher_tp'])} [{_f(r['teacher_lo'])}, {_f(r['teacher_hi'])}]"
+                  f" | {_f(r['student_tp'])} | {r['difference']:+.3f} | {'yes' if r['within'] else 'NO'} |\n")
+    n = len(rows)
+    ok = n > 0 and hits * 2 >= n
+    misses = ", ".join(f"beta {r['beta']:g} (k {r['k']})" for r in rows if not r["within"])
+    verdict = (f"The distilled ARM tracks its RAD teacher on {hits} of {n} grid points (criterion: at least half)"
+               + ("." if ok else f" — it does NOT meet the criterion; outside the teacher's interval at {misses}.")
+               + (f" Outside at: {misses}." if ok and misses else ""))
+    out.write("\n" + verdict + "\n")
+    return out.getvalue(), {"tracks": ok, "hits": hits, "n": n, "rows": rows}
+
+
+def plot_tradeoff(cfg: dict, validation: dict[str, dict], path: str | Path) -> None:
+    plt = pyplot()
+
+    base = plan.base_model(cfg)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ref = validation.get(_base_system(cfg))
+    for ax, metric in zip(axes, ("tp", "emt")):
+        for variant in plan.variants(cfg, plan.MAIN_ATTRIBUTE):
+            for k in sorted({p.k for p in plan.grid(cfg, plan.MAIN_ATTRIBUTE)}):
+                pts = [p for p in plan.grid(cfg, plan.MAIN_ATTRIBUTE) if p.variant == variant and p.k == k]
+                ms = [(p, validation.get(f"{base}--{p.guide}")) for p in pts]
+                ms = [(p, m) for p, m in ms if m]
+                if not ms:
+                    continue
+                xs = [m["fluency"]["ppl"] for _, m in ms]
+                ys = [m["toxicity"]["overall"][metric] for _, m in ms]
+                err = [[max(y - m["toxicity"]["overall"][metric + "_lo"], 0) for (_, m), y in zip(ms, ys)],
+                       [max(m["toxicity"]["overall"][metric + "_hi"] - y, 0) for (_, m), y in zip(ms, ys)]]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2,
+                            label=f"{plan.VARIANTS[variant].display}, k={k}")
+                for (p, _), x, y in zip(ms, xs, ys):
+                    ax.annotate(f"β={p.beta:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        if ref:
+            ax.scatter([ref["fluency"]["ppl"]], [ref["toxicity"]["overall"][metric]], marker="*", s=160,
+                       color="black", label="base (nucleus sampling)", zorder=5)
+        ax.set_xlabel("conditional perplexity under the judge")
+        ax.set_ylabel({"tp": "toxicity probability", "emt": "expected maximum toxicity"}[metric])
+        ax.grid(alpha=0.3)
+    axes[0].set_title("RAD / ARM trade-off across beta (validation prompts, 95% CIs)")
+    axes[1].legend(fontsize=7)
+    save_png(fig, path, dpi=120)
+
+
+def plot_reward_distribution(models: dict[str, dict], path: str | Path) -> None:
+    """Predicted scores of every validation prefix per reward model (the shape ARM's regulariser changes)."""
+    plt = pyplot()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name, m in models.items():
+        h = m["training"]["validation"].get("prefix_score_histogram")
+        if not h:
+            continue
+        edges, counts = np.array(h["edges"]), np.array(h["counts"], dtype=float)
+        ax.step(edges[:-1], counts / max(counts.sum(), 1), where="post", label=name)
+    ax.set_xlabel("predicted attribute score of a prefix (clamped to [0, 1] when decoding)")
+    ax.set_ylabel("fraction of validation prefixes")
+    ax.set_title("Reward distribution per reward model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_png(fig, path, dpi=120)
+
+
+def section(cfg: dict, metrics: dict[str, dict], validation: dict[str, dict], models: dict[str, dict],
+            out_dir: str | Path) -> tuple[str, dict]:
+    out = io.StringIO()
+    out.write("\n## RAD and ARM: reward-guided decoding\n\n")
+    out.write(f"Guided model: `{plan.base_model(cfg)}`; reward models on the first "
+              f"{cfg['guided']['reward_model']['layers']} blocks of `{cfg['guided']['reward_model']['backbone']}`"
+              " (same tokenizer). Decoding: top-k of the base logits, then `z + beta (1 - clamp(r))` on the k "
+              "survivors. RAD runs ONE reward-model call per step on B x k rows (rows/step = k); ARM one call on "
+              "B rows.\n\n### Reward models\n\n")
+    out.write(reward_table(models))
+    out.write("\n### Trade-off across beta (validation split)\n\n")
+    out.write(curve_table(cfg, validation))
+    text, verdict = tracking(cfg, validation)
+    out.write("\n### Does the distilled ARM track its RAD teacher?\n\n" + text)
+    base = _base_system(cfg)
+    chosen = [(c, metrics.get(f"{plan.base_model(cfg)}--{c.guide}")) for c in plan.choices(cfg)]
+    if metrics.get(base) and any(m for _, m in chosen):
+        out.write("\n### Test split (beta chosen on validation)\n\n| system | TP [95% CI] | EMT [95% CI] | PPL | "
+                  "s/token |\n|---|---|---|---|---|\n")
+        for label, m in [("base", metrics[base])] + [(plan.VARIANTS[c.variant].display, m) for c, m in chosen if m]:
+            tox = m["toxicity"]["overall"]
+            out.write(f"| {label} | {_ci(tox, 'tp')} | {_ci(tox, 'emt')} | {_f(m['fluency']['ppl'], 1)} | "
+                      f"{_f(m['cost']['seconds_per_token'], 4)} |\n")
+    plot_tradeoff(cfg, validation, Path(out_dir) / "guided_tradeoff.png")
+    plot_reward_distribution(models, Path(out_dir) / "reward_distribution.png")
+    out.write("\n![trade-off](guided_tradeoff.png)\n\n![reward distribution](reward_distribution.png)\n")
+    return out.getvalue(), verdict
