@@ -8,19 +8,14 @@ from pathlib import Path
 import pytest
 
 from detoxlab.rewards.plan import VARIANTS
-from tests.workflow_utils import copy_workflow, snakemake
+from tests.workflow_utils import copy_workflow, run_with_overlay, snakemake
 
 FAST = "evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama]\n  guides: []\nunidetox: null\n"
 
 
 @pytest.fixture(scope="module")
 def guided_run(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("guided"))
-    (work / "config/fast.yaml").write_text(FAST)
-    proc = snakemake(work, "--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/fast.yaml",
-                     "--cores", "2", timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return work
+    return run_with_overlay(tmp_path_factory, "guided", FAST)
 
 
 def _json(path: Path):

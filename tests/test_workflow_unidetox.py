@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_utils import copy_workflow, snakemake
+from tests.workflow_utils import copy_workflow, run_with_overlay, snakemake
 
 # smaller than the full smoke config (no MMLU, no preprompt systems) so the run stays short
 FAST = ("evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama, tiny_gemma]\n  guides: []\n"
@@ -17,12 +17,7 @@ FAST = ("evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_ll
 
 @pytest.fixture(scope="module")
 def unidetox_run(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("unidetox"))
-    (work / "config/fast.yaml").write_text(FAST)
-    proc = snakemake(work, "--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/fast.yaml",
-                     "--cores", "2", timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return work
+    return run_with_overlay(tmp_path_factory, "unidetox", FAST)
 
 
 def _json(path: Path):

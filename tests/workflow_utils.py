@@ -41,6 +41,16 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
                           timeout=timeout)
 
 
+def run_with_overlay(factory, name: str, overlay: str) -> Path:
+    """The smoke config plus ``overlay`` (YAML text) run to completion in a scratch copy; returns the copy."""
+    work = copy_workflow(factory.mktemp(name))
+    (work / "config/fast.yaml").write_text(overlay)
+    proc = snakemake(work, "--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/fast.yaml",
+                     "--cores", "2", timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work
+
+
 # the base systems only: the tests that run the workflow several times stay fast
 SMOKE = ("--profile", "profiles/default", "--configfile", "config/smoke.yaml", "config/overlays/base_only.yaml",
          "--cores", "2")

@@ -140,8 +140,6 @@ def _check_guided(cfg: dict) -> None:
                               f"prompts.source '{prompts['source']}' does not have; use jigsaw/sentiment data")
         if at.get("prompts") and at["prompts"]["source"] == "project" and not Path(at["prompts"]["path"]).is_file():
             raise ConfigError(f"{key}.prompts.path", f"prompt file not found: {at['prompts']['path']}")
-        if src == "jigsaw" and len(at["labels"]) < 1:
-            raise ConfigError(f"{key}.labels", "name at least one Jigsaw label column")
     from detoxlab.rewards.plan import choices
 
     if "toxicity" in g["attributes"]:

@@ -74,7 +74,6 @@ class RewardSession:
 class RadSession(RewardSession):
     def candidate_toxicity(self, cand):
         b, k = cand.shape
-        self.prefix_len = self.mask.shape[1]
         h, self.past = self.rm.hidden(cand, candidate_mask(self.mask, k), position_ids=self.next_pos.expand(b, k),
                                       past_key_values=self.past, use_cache=True)
         self.scores = self.rm.prefix_scores(h)  # [B, k, L]
@@ -84,7 +83,7 @@ class RadSession(RewardSession):
     def update(self, next_tokens: torch.Tensor) -> None:
         # rows that already stopped carry a pad token that may not be a candidate: any entry does for them
         chosen = (self.cand == next_tokens[:, None]).float().argmax(-1)
-        keep_candidate(self.past, self.prefix_len, chosen)
+        keep_candidate(self.past, self.mask.shape[1], chosen)  # the mask still covers the prefix only
         self._grow()
 
 

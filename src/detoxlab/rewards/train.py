@@ -55,29 +55,29 @@ def regulariser(model: RewardModel, h: torch.Tensor, valid: torch.Tensor, genera
     return ((delta ** 2).sum(-1) * v).sum() / v.sum()
 
 
-@torch.no_grad()
-def hidden_states(model: RewardModel, seqs: Sequence[list[int]], pad_id: int, batch_size: int = 32
-                  ) -> list[torch.Tensor]:
-    """Final hidden states [len, d] of every sequence (the frozen-backbone features)."""
-    device = model.embeddings.device
-    out = []
+def padded_batches(seqs: Sequence[list[int]], pad_id: int, device, batch_size: int = 32):
+    """``(chunk, ids, mask)`` over ``seqs`` in order, right-padded on ``device``."""
     for start in range(0, len(seqs), batch_size):
         chunk = seqs[start:start + batch_size]
-        ids, mask = (t.to(device) for t in pad_right(chunk, pad_id))
+        ids, mask = pad_right(chunk, pad_id)
+        yield chunk, ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def hidden_states(model: RewardModel, seqs: Sequence[list[int]], pad_id: int) -> list[torch.Tensor]:
+    """Final hidden states [len, d] of every sequence (the frozen-backbone features)."""
+    out = []
+    for chunk, ids, mask in padded_batches(seqs, pad_id, model.embeddings.device):
         h, _ = model.hidden(ids, mask)
         out += [h[i, :len(s)].float().cpu() for i, s in enumerate(chunk)]
     return out
 
 
 @torch.no_grad()
-def teacher_scores(teacher: RewardModel, seqs: Sequence[list[int]], pad_id: int, batch_size: int = 32
-                   ) -> list[torch.Tensor]:
+def teacher_scores(teacher: RewardModel, seqs: Sequence[list[int]], pad_id: int) -> list[torch.Tensor]:
     """The RAD teacher's score of every prefix of every sequence, [n, L] each (distillation targets)."""
-    device = teacher.embeddings.device
     out = []
-    for start in range(0, len(seqs), batch_size):
-        chunk = seqs[start:start + batch_size]
-        ids, mask = (t.to(device) for t in pad_right(chunk, pad_id))
+    for chunk, ids, mask in padded_batches(seqs, pad_id, teacher.embeddings.device):
         scores = teacher.sequence_targets(ids, mask)
         out += [scores[i, :len(s) - 1].float().cpu() for i, s in enumerate(chunk)]
     return out
@@ -161,9 +161,7 @@ def validate(model: RewardModel, examples: Sequence[Example], pad_id: int, seed:
     device = model.embeddings.device
     final, all_prefix, spread, teacher_gap = [], [], [], []
     gen = torch.Generator().manual_seed(seed)
-    for start in range(0, len(seqs), 32):
-        chunk = seqs[start:start + 32]
-        ids, mask = (t.to(device) for t in pad_right(chunk, pad_id))
+    for chunk, ids, mask in padded_batches(seqs, pad_id, device):
         h, _ = model.hidden(ids, mask)
         pred = model.scores_from_hidden(h, ids).float()
         t_pred = teacher.sequence_targets(ids, mask).float() if teacher is not None else None
