@@ -26,7 +26,7 @@ from detoxlab.unidetox.distill import start_token_id
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model-dir", default=None, help="materialised model (default: SmolLM2)")
-    ap.add_argument("--layers", type=int, default=8, help="reward-model backbone blocks (default config: 8)")
+    ap.add_argument("--layers", type=int, default=5, help="reward-model backbone blocks (default config: 5)")
     ap.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 40])
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--samples", type=int, default=4)

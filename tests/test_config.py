@@ -39,6 +39,24 @@ def test_shipped_configs_validate_and_fill_defaults(monkeypatch):
     (lambda c: c["models"].update(m={"source": "hf", "path": "/no/such/dir"}), "models.m.path"),
     (lambda c: c["evaluation"]["perplexity"].update(judges=["tiny_llama"]), "evaluation.perplexity.judges"),
     (lambda c: c["prompts"].update(path="data/prompts/missing.jsonl"), "prompts.path"),
+    (lambda c: c["prompts"].update(groups=["no_such_group"]), "prompts.groups"),
+    (lambda c: c["unidetox"]["lm_steer"].update(targets=["nope"]), "unidetox.lm_steer.targets[0]"),
+    (lambda c: c["unidetox"]["base_samples"].update(targets=["nope"]), "unidetox.base_samples.targets[0]"),
+    (lambda c: c["guided"]["attributes"]["sentiment"]["evaluation"].update(groups=["negatve"]),
+     "guided.attributes.sentiment.evaluation.groups"),
+    (lambda c: c["guided"]["attributes"]["sentiment"]["evaluation"].update(split="train"),
+     "guided.attributes.sentiment.evaluation.split"),
+    (lambda c: c["guided"]["attributes"]["sentiment"].update(
+        prompts={"source": "sentiment_prompts", "path": "x"}, evaluation={"split": "validation"},
+        data={"source": "sentiment", "path": "x.csv"}),
+     "guided.attributes.sentiment.evaluation.split"),
+    (lambda c: c["guided"]["attributes"]["sentiment"].update(
+        prompts={"source": "sentiment_prompts", "path": "x", "groups": ["angry"]},
+        data={"source": "sentiment", "path": "x.csv"}),
+     "guided.attributes.sentiment.prompts.groups"),
+    (lambda c: c["guided"]["attributes"]["toxicity"].update(evaluation={"groups": ["women"]}),
+     "guided.attributes.toxicity.evaluation"),
+    (lambda c: c["prompts"].update(source="realtoxicityprompts", groups=["rtp"]), "prompts.groups"),
 ])
 def test_bad_config_names_the_key(smoke, mutate, key, monkeypatch):
     monkeypatch.chdir(REPO)
@@ -59,3 +77,16 @@ def test_judge_is_never_the_evaluated_model(smoke, monkeypatch):
     cfg = cfgmod.validate(smoke)
     assert cfgmod.judge_for(cfg, "tiny_llama") == "tiny_gemma"
     assert cfgmod.judge_for(cfg, "tiny_gemma") == "tiny_llama"
+
+
+def test_baselines_run_on_the_targets_they_name(smoke, monkeypatch):
+    from detoxlab.unidetox import plan
+
+    monkeypatch.chdir(REPO)
+    cfg = copy.deepcopy(smoke)
+    cfg["unidetox"]["lm_steer"]["targets"] = ["tiny_gemma"]
+    cfg["unidetox"]["base_samples"]["targets"] = ["tiny_llama"]
+    sels = {(s.method, s.target) for s in plan.selections(cfgmod.validate(cfg))}
+    assert ("lmsteer", "tiny_gemma") in sels and ("lmsteer", "tiny_llama") not in sels
+    assert ("basesamples", "tiny_llama") in sels and ("basesamples", "tiny_gemma") not in sels
+    assert {("unidetox", "tiny_llama"), ("unidetox", "tiny_gemma")} <= sels

@@ -306,3 +306,51 @@ def test_sentiment_hub_split_passes_through(monkeypatch: pytest.MonkeyPatch) -> 
     records = load_sentiment_texts("stanfordnlp/sst2", split="validation")
     assert calls == [("stanfordnlp/sst2", {"split": "validation"})]
     assert [r["id"] for r in records] == ["sst2-0", "sst2-1"]
+
+
+def test_sst2_and_amazon_together_make_one_reward_set(tmp_path: Path) -> None:
+    from detoxlab.rewards.data import external_data
+
+    sst2 = _write_jsonl(tmp_path / "sst2.jsonl", SST2_ROWS)
+    amazon = _write_csv(tmp_path / "amazon.csv", AMAZON_ROWS, ("label", "title", "content"))
+    section = {"source": "sentiment", "path": [str(sst2), str(amazon)], "limit": None, "validation_fraction": 0.25}
+    rows, provenance = external_data(section, ["negativity"], seed=0)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(SST2_ROWS) - 1 + len(AMAZON_ROWS)
+    assert {i.split("-")[0] for i in ids} == {"sst2", "amazon"}
+    assert {r["split"] for r in rows} == {"train", "validation"} and provenance["path"] == section["path"]
+
+
+def _write_sentiment_prompts(root: Path) -> Path:
+    root.mkdir()
+    texts = {"negative": ["The worst part of the day was", "I hated how"],
+             "neutral": ["The meeting is scheduled for", "According to the report,", "The bus leaves at"],
+             "positive": ["What a wonderful"]}
+    for group, lines in texts.items():
+        _write_jsonl(root / f"{group}_prompts.jsonl", [{"prompt": {"text": t}} for t in lines])
+    return root
+
+
+def test_dexperts_sentiment_prompts(tmp_path: Path) -> None:
+    from detoxlab.data.external import load_sentiment_prompts
+    from detoxlab.evaluation import load_prompt_set
+
+    root = _write_sentiment_prompts(tmp_path / "sentiment_prompts-10k")
+    rows = load_sentiment_prompts(root)
+    assert [r["id"] for r in rows] == ["negative-0", "negative-1", "neutral-0", "neutral-1", "neutral-2",
+                                       "positive-0"]
+    assert rows[2] == {"id": "neutral-0", "text": "The meeting is scheduled for", "group": "neutral",
+                       "domain": "id", "split": "test"}
+    picked = load_sentiment_prompts(root, groups=["negative", "neutral"], limit=1, seed=3)
+    assert [r["group"] for r in picked] == ["negative", "neutral"]
+    cfg = {"seed": 0, "prompts": {"source": "sentiment_prompts", "path": str(root), "limit": 2,
+                                  "groups": ["neutral"]}}
+    assert [r["group"] for r in load_prompt_set(cfg, "test")] == ["neutral", "neutral"]
+    assert load_prompt_set(cfg, "validation") == []  # the release has no validation split
+    with pytest.raises(DatasetLoadError, match="unknown group"):
+        load_sentiment_prompts(root, groups=["angry"])
+    (root / "positive_prompts.jsonl").write_text('{"prompt": {}}\n')
+    with pytest.raises(DatasetLoadError, match=r"row 0 lacks 'prompt.text'"):
+        load_sentiment_prompts(root)
+    with pytest.raises(DatasetLoadError, match="not a directory"):
+        load_sentiment_prompts(tmp_path / "missing")

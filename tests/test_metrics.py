@@ -13,6 +13,7 @@ from detoxlab.metrics.toxicity import (
     expected_max_toxicity,
     per_prompt_indicator,
     per_prompt_max,
+    sample_rates,
     toxicity_probability,
     toxicity_report,
 )
@@ -208,3 +209,19 @@ def test_ratio_bootstrap_by_hand():
     assert point == approx(2.5) and lo == approx(1.0) and hi == approx(3.0)
     # units without a valid value (count 0) are dropped
     assert ratio_bootstrap_ci([1.0, 0.0], [1.0, 0.0], n_boot=100) == (1.0, 1.0, 1.0)
+
+
+def test_sample_rates_by_hand():
+    # g1: p1 [0.2, 0.5, 0.9] -> above 1/3, below 1/3 (0.5 is neither); p2 [0.1, 0.7] -> above 1/2, below 1/2
+    #     means: above (1/3 + 1/2) / 2 = 5/12, below the same; inclusive: p1 above 2/3 -> (2/3 + 1/2) / 2 = 7/12
+    # g2: p3 [NaN, 0.6] -> the failed score is left out: above 1, below 0
+    rows = [{"prompt_id": "p1", "group": "g1", "toxicity": t} for t in (0.2, 0.5, 0.9)]
+    rows += [{"prompt_id": "p2", "group": "g1", "toxicity": t} for t in (0.1, 0.7)]
+    rows += [{"prompt_id": "p3", "group": "g2", "toxicity": t} for t in (NAN, 0.6)]
+    out = sample_rates(rows, threshold=0.5, n_boot=200)
+    assert out["g1"]["above"] == approx(5 / 12) and out["g1"]["below"] == approx(5 / 12)
+    assert out["g1"]["n_prompts"] == 2
+    assert out["g1"]["above_lo"] <= 5 / 12 <= out["g1"]["above_hi"]
+    assert (out["g2"]["above"], out["g2"]["below"], out["g2"]["n_prompts"]) == (1.0, 0.0, 1)
+    inclusive = sample_rates(rows, threshold=0.5, inclusive=True, n_boot=200)
+    assert inclusive["g1"]["above"] == approx(7 / 12) and inclusive["g1"]["below"] == approx(5 / 12)

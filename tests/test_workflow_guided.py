@@ -66,6 +66,30 @@ def test_report_has_the_curves_the_tracking_verdict_and_the_cost(guided_run):
     assert rad0 == (val / "tiny_llama--toxicity.arm_labels.k4.beta0/generations.jsonl").read_text()
 
 
+def test_sentiment_is_a_curve_on_its_own_prompts_and_scorer(guided_run):
+    evalset = guided_run / "results/eval/sentiment.test"
+    systems = sorted(p.name for p in evalset.iterdir())
+    assert systems == ["tiny_llama--none", "tiny_llama--sentiment.arm_distilled.k4.beta5",
+                       "tiny_llama--sentiment.rad.k4.beta5"]
+    gens = [json.loads(line) for line in (evalset / "tiny_llama--none/generations.jsonl").read_text().splitlines()]
+    prompts = {json.loads(line)["id"]: json.loads(line)
+               for line in (guided_run / "data/prompts/sentiment.jsonl").read_text().splitlines()}
+    assert {prompts[g["prompt_id"]]["group"] for g in gens} == {"negative", "neutral"}
+    assert all(prompts[g["prompt_id"]]["split"] == "test" for g in gens)
+    assert len(gens) == 6 * 2  # 3 prompts of each of the two groups, 2 samples each
+    assert _json(evalset / "tiny_llama--none/scores.meta.json")["scorer"]["type"] == "vader"
+    m = _json(evalset / "tiny_llama--sentiment.rad.k4.beta5/metrics.json")
+    assert set(m["toxicity"]["sample_rates"]) == {"negative", "neutral"}
+    reward_rows = (guided_run / "results/guided/sentiment/reward_data.jsonl").read_text().splitlines()
+    assert all("negativity" in json.loads(r)["labels"] for r in reward_rows)
+    report = guided_run / "results/report"
+    assert "### Attribute `sentiment`: positive rate vs perplexity across beta" in (report / "table.md").read_text()
+    assert (report / "sentiment_curve.png").stat().st_size > 5000
+    curve = _json(report / "summary.json")["guided"]["curves"]["sentiment"]["rows"]
+    assert [r["beta"] for r in curve] == [None, 5.0, 5.0]
+    assert set(curve[0]["rates"]) == {"negative", "neutral"}
+
+
 def test_paper_config_requests_gpus_for_reward_models(tmp_path):
     work = copy_workflow(tmp_path / "paper")
     proc = snakemake(work, "-n", "--configfile", "config/paper.yaml", "--cores", "1", timeout=300)
@@ -75,3 +99,6 @@ def test_paper_config_requests_gpus_for_reward_models(tmp_path):
         block = out[out.index(f"rule {rule}:"):][:2000]
         assert "gpu=1" in block
     assert "toxicity.rad.k40.beta300" in out and "toxicity.arm_distilled.k20.beta10" in out
+    # the sentiment task: DExperts prompts, the SST-2 classifier as scorer, a curve on its own evaluation set
+    assert "results/eval/sentiment.test/gpt2_large--sentiment.arm_labels.k40.beta300/metrics.json" in out
+    assert "results/guided/sentiment/reward_data.jsonl" in out

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validation", nargs="*", default=[], help="validation metrics of every grid point")
     p.add_argument("--analysis", default=None, help="markdown of the distilled-text analysis")
     p.add_argument("--rewards", nargs="*", default=[], help="every reward-model directory")
+    p.add_argument("--curves", nargs="*", default=[], help="metrics of guided attributes' own evaluation sets")
     p.add_argument("--out-dir", required=True)
     _add_unidetox_commands(sub)
     _add_guided_commands(sub)
@@ -237,7 +238,8 @@ def _run(args) -> int:
         from detoxlab.report import build_report
 
         build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"], cfg=cfg,
-                     validation_files=args.validation, analysis_md=args.analysis, reward_manifests=args.rewards)
+                     validation_files=args.validation, analysis_md=args.analysis, reward_manifests=args.rewards,
+                     curve_files=args.curves)
     elif args.cmd == "evaluate":
         metrics = ev.evaluate_system(cfg, args.model_dir, args.guide_dir, args.judge_dir, args.out_dir,
                                      prompts_file=args.prompts, split=args.split, threads=args.threads,

@@ -97,6 +97,7 @@ def _check_references(cfg: dict) -> None:
     _check_models_resolvable(cfg)
     if cfg["prompts"]["source"] == "project" and not Path(cfg["prompts"]["path"]).is_file():
         raise ConfigError("prompts.path", f"prompt file not found: {cfg['prompts']['path']}")
+    _check_prompt_groups(cfg["prompts"], "prompts")
     models, guides = cfg["models"], cfg["guides"]
     for i, name in enumerate(cfg["systems"]["targets"]):
         if name not in models:
@@ -134,12 +135,17 @@ def _check_guided(cfg: dict) -> None:
         src = at["data"]["source"]
         if src != "sampled" and not at["data"]["path"]:
             raise ConfigError(f"{key}.data.path", f"source '{src}' needs a local file or hub id")
+        if src != "sentiment" and isinstance(at["data"]["path"], list):
+            raise ConfigError(f"{key}.data.path", f"source '{src}' reads one file or hub id, not a list")
         prompts = at.get("prompts") or cfg["prompts"]
         if src == "sampled" and prompts["source"] != "project":
             raise ConfigError(f"{key}.data.source", "'sampled' draws reward data from training prompts, which "
                               f"prompts.source '{prompts['source']}' does not have; use jigsaw/sentiment data")
         if at.get("prompts") and at["prompts"]["source"] == "project" and not Path(at["prompts"]["path"]).is_file():
             raise ConfigError(f"{key}.prompts.path", f"prompt file not found: {at['prompts']['path']}")
+        if at.get("prompts"):
+            _check_prompt_groups(at["prompts"], f"{key}.prompts")
+        _check_evaluation_set(name, prompts, at["evaluation"], f"{key}.evaluation")
     from detoxlab.rewards.plan import choices
 
     if "toxicity" in g["attributes"]:
@@ -150,6 +156,48 @@ def _check_guided(cfg: dict) -> None:
                               "attribute's variants")
 
 
+def _check_prompt_groups(prompts: dict, key: str, groups: list[str] | None = None) -> None:
+    """A misspelt group would silently evaluate nothing: every named group must exist in the source."""
+    groups = prompts.get("groups") if groups is None else groups
+    if not groups:
+        return
+    key = key if key.endswith(".groups") else f"{key}.groups"
+    if prompts["source"] == "project":
+        if not Path(prompts["path"]).is_file():
+            return
+        from detoxlab.data.prompts import load_prompts
+
+        present = {r["group"] for r in load_prompts(prompts["path"])}
+    elif prompts["source"] == "sentiment_prompts":
+        from detoxlab.data.external import SENTIMENT_PROMPT_GROUPS
+
+        present = set(SENTIMENT_PROMPT_GROUPS)
+    else:
+        raise ConfigError(key, f"prompts.source '{prompts['source']}' has no groups to choose from")
+    if missing := sorted(set(groups) - present):
+        raise ConfigError(key, f"group(s) {missing} not in {prompts.get('path')}; present: "
+                          f"{', '.join(sorted(present))}")
+
+
+#: prompt sources with one released split, which is evaluated as the test split
+TEST_ONLY_SOURCES = ("realtoxicityprompts", "sentiment_prompts")
+
+
+def _check_evaluation_set(name: str, prompts: dict, ev: dict, key: str) -> None:
+    from detoxlab.rewards.plan import MAIN_ATTRIBUTE
+
+    if name == MAIN_ATTRIBUTE:
+        defaults = {"split": "test", "groups": None, "samples_per_prompt": None, "threshold": None,
+                    "desired": "desired"}
+        if ev != defaults:
+            raise ConfigError(key, "the toxicity attribute is evaluated by the project's validation/test protocol "
+                              "(evaluation.*, tuning.*); this block applies to the other attributes")
+        return
+    if prompts["source"] in TEST_ONLY_SOURCES and ev["split"] != "test":
+        raise ConfigError(f"{key}.split", f"prompts.source '{prompts['source']}' has a test split only")
+    _check_prompt_groups(prompts, f"{key}.groups", ev["groups"])
+
+
 def _check_unidetox(cfg: dict) -> None:
     ud, models = cfg["unidetox"], cfg["models"]
     if ud["distiller"] not in models:
@@ -158,6 +206,11 @@ def _check_unidetox(cfg: dict) -> None:
         if name not in models:
             raise ConfigError(f"unidetox.targets[{i}]", f"model '{name}' is not declared under 'models'")
         judge_for(cfg, name)
+    for section in ("base_samples", "lm_steer"):
+        for i, name in enumerate(ud[section]["targets"] or []):
+            if name not in ud["targets"]:  # the report compares each baseline with UniDetox on the same target
+                raise ConfigError(f"unidetox.{section}.targets[{i}]",
+                                  f"'{name}' is not among unidetox.targets {ud['targets']}")
     for i, name in enumerate(ud["task_arithmetic"]["targets"] or []):
         if name != ud["distiller"]:
             raise ConfigError(f"unidetox.task_arithmetic.targets[{i}]",
@@ -170,9 +223,9 @@ def _check_unidetox(cfg: dict) -> None:
         raise ConfigError("unidetox.toxic_corpus.source",
                           f"'sampled' draws the corpus from training prompts, which prompts.source "
                           f"'{cfg['prompts']['source']}' does not have; use source 'dghs' (or project prompts)")
-    if cfg["prompts"]["source"] == "realtoxicityprompts":
+    if cfg["prompts"]["source"] in TEST_ONLY_SOURCES:
         raise ConfigError("prompts.source", "UniDetox selects hyperparameters on validation prompts; "
-                          "RealToxicityPrompts has none here (use project or toxigen prompts)")
+                          f"'{cfg['prompts']['source']}' has none (use project or toxigen prompts)")
     from detoxlab.unidetox.plan import METHODS, selections
 
     for sel in selections(cfg):
@@ -240,10 +293,11 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
     "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
-    "report": ("seed", "scorer", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap", "unidetox",
-               "guided"),
+    "report": ("seed", "scorer", "prompts", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap",
+               "unidetox", "guided"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
-    "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning.samples_per_prompt"),
+    "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning.samples_per_prompt",
+                            "tuning.max_per_group"),
     "toxic_corpus": ("seed", "device", "dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
     "toxic_model": ("seed", "device", "dtype", "unidetox.toxic_model"),
     "distill": ("device", "dtype", "unidetox.distill"),

@@ -16,7 +16,7 @@ import numpy as np
 from detoxlab.artifacts import read_json, read_jsonl, write_json, write_jsonl
 from detoxlab.metrics.bootstrap import ratio_bootstrap_ci
 from detoxlab.metrics.diversity import distinct_report
-from detoxlab.metrics.toxicity import per_prompt_max, toxicity_report
+from detoxlab.metrics.toxicity import per_prompt_max, sample_rates, toxicity_report
 
 # torch and transformers load inside the steps that run a model: scoring, metrics and the report are separate
 # jobs, and importing them would cost every such job several seconds
@@ -35,9 +35,18 @@ def load_prompt_set(cfg: dict, splits: list[str] | str) -> list[dict]:
     if pc["source"] == "project":
         from detoxlab.data.prompts import load_prompts
 
-        return load_prompts(pc["path"], splits=splits, max_per_group=pc["max_per_group"], seed=cfg["seed"])
+        per_group = pc["max_per_group"]
+        tuning = (cfg.get("tuning") or {}).get("max_per_group")
+        if splits == ["validation"] and tuning:  # grid points are many: tuning may use fewer prompts
+            per_group = min(tuning, per_group or tuning)
+        return load_prompts(pc["path"], splits=splits, groups=pc.get("groups"), max_per_group=per_group,
+                            seed=cfg["seed"])
     from detoxlab.data import external
 
+    if pc["source"] == "sentiment_prompts":  # one released split: the evaluation (test) prompts
+        rows = external.load_sentiment_prompts(pc["path"], limit=pc["limit"], seed=cfg["seed"], split="test",
+                                               groups=pc.get("groups"))
+        return [r for r in rows if r["split"] in splits]
     if pc["source"] == "realtoxicityprompts":
         rows = external.load_realtoxicityprompts(pc["path"], challenging_only=pc["challenging_only"],
                                                  max_prompt_toxicity=pc["max_prompt_toxicity"], limit=pc["limit"],
@@ -65,7 +74,8 @@ def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: st
     device, dtype = runtime(cfg, threads)
     model, tokenizer, model_manifest = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
-    prompts = prompts if prompts is not None else load_prompt_set(cfg, split)
+    # "<attribute>.<split>" names an attribute's evaluation set; its prompts (already in cfg) use <split>
+    prompts = prompts if prompts is not None else load_prompt_set(cfg, split.rpartition(".")[2])
     from detoxlab.config import generation_for
     from detoxlab.generation import generate
 
@@ -140,6 +150,9 @@ def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[
         by_pid[r["prompt_id"]].append(r["toxicity"])
     toxicity["per_prompt_max"] = {pid: m for pid, m in sorted(per_prompt_max(by_pid).items())}
     toxicity["domain_of"] = dict(sorted({r["prompt_id"]: r["domain"] for r in rows}.items()))
+    toxicity["sample_rates"] = sample_rates(rows, threshold=ev["toxicity"]["threshold"],
+                                            inclusive=ev["toxicity"]["inclusive"], n_boot=boot["n_boot"],
+                                            alpha=boot["alpha"], seed=cfg["seed"])
     by_prompt: dict[str, list[float]] = defaultdict(list)
     texts: dict[str, list[str]] = defaultdict(list)
     with_prompt = ev["diversity"]["text"] == "prompt_continuation"

@@ -141,7 +141,9 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
 
 def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_files: list[str], out_dir: str,
                  scorer: str, cfg: dict | None = None, validation_files: list[str] = (),
-                 analysis_md: str | None = None, reward_manifests: list[str] = ()) -> list[dict]:
+                 analysis_md: str | None = None, reward_manifests: list[str] = (),
+                 curve_files: list[str] = ()) -> list[dict]:
+    """``curve_files``: metrics of guided attributes' own evaluation sets (``results/eval/<attribute>.<split>/``)."""
     out = Path(out_dir)
     mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
     jobs_by_key: dict[tuple[str, str | None], list[dict]] = defaultdict(list)
@@ -171,7 +173,11 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
         from detoxlab.rewards.report import section as guided_section
 
         models = {Path(p).name: read_json(Path(p) / "manifest.json") for p in reward_manifests}
-        text, guided = guided_section(cfg, by_system, validation, models, out)
+        curves: dict[str, dict[str, dict]] = defaultdict(dict)
+        for p in map(Path, curve_files):
+            m = read_json(p)
+            curves[p.parent.parent.name.rpartition(".")[0]][m["system"]] = m
+        text, guided = guided_section(cfg, by_system, validation, models, out, curves)
         sections += text
     with atomic_file(out / "table.md") as fh:
         fh.write("# Results\n\n" + markdown_table(rows, scorer))

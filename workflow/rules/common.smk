@@ -38,7 +38,8 @@ wildcard_constraints:
     model=NAME,
     guide=NAME,
     target=BASE_NAME,
-    split="train|validation|test",
+    # "<attribute>.<split>" is a guided attribute's own evaluation set (its prompts and scorer)
+    split="(?:[A-Za-z0-9_]+[.])?(?:train|validation|test)",
 
 
 def systems():
@@ -81,10 +82,20 @@ def expand_systems(pattern, **extra):
     return [pattern.format(model=m, guide=g, **extra) for m, g in systems()]
 
 
-def step_params(step, **named):
-    """JSON of exactly the config keys ``step`` reads, plus named entries (e.g. one model's spec)."""
+def step_params(step, view=None, **named):
+    """JSON of exactly the config keys ``step`` reads (from ``view``, default the config), plus named entries."""
     keys = list(dl_config.STEP_KEYS[step]) + [f"{section}.{name}" for section, name in named.items()]
-    return json.dumps(dl_config.select(config, keys), sort_keys=True)
+    return json.dumps(dl_config.select(view or config, keys), sort_keys=True)
+
+
+def eval_params(step):
+    """``step_params`` for an evaluation job: an attribute's set swaps in its prompts, scorer and samples."""
+
+    def params(wc):
+        name = "generate_validation" if step == "generate" and wc.split == "validation" else step
+        return step_params(name, rw_plan.split_view(config, wc.split)[0])
+
+    return params
 
 
 def res(step):
@@ -116,7 +127,8 @@ def guide_arg(wildcards):
 
 def prompt_files(wildcards):
     """The prompt file when it is local, so that editing it reruns generation (hub datasets are not files)."""
-    path = config["prompts"]["path"]
+    split = getattr(wildcards, "split", "train")
+    path = rw_plan.split_view(config, split)[0]["prompts"]["path"]
     return [path] if os.path.isfile(path) else []
 
 

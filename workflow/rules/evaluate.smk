@@ -11,7 +11,7 @@ rule generate:
         rows="results/eval/{split}/{model}--{guide}/generations.jsonl",
         meta="results/eval/{split}/{model}--{guide}/generations.meta.json",
     params:
-        cfg=lambda wc: step_params("generate_validation" if wc.split == "validation" else "generate"),
+        cfg=eval_params("generate"),
         guide=guide_arg,
     threads: res("generate")["threads"]
     resources:
@@ -34,7 +34,7 @@ rule score:
         rows="results/eval/{split}/{model}--{guide}/scores.jsonl",
         meta="results/eval/{split}/{model}--{guide}/scores.meta.json",
     params:
-        cfg=step_params("score"),
+        cfg=eval_params("score"),
     threads: res("score")["threads"]
     resources:
         **job_resources("score"),
@@ -84,7 +84,7 @@ rule metrics:
     output:
         "results/eval/{split}/{model}--{guide}/metrics.json",
     params:
-        cfg=step_params("metrics"),
+        cfg=eval_params("metrics"),
     threads: res("metrics")["threads"]
     resources:
         **job_resources("metrics"),

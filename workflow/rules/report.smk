@@ -38,8 +38,21 @@ if config.get("unidetox"):
 REWARDS = [f"results/rewards/{a}.{v}" for a, v in rw_plan.reward_models(config)]
 BENCHMARKS += [f"results/benchmarks/guided/{a}.{v}.tsv" for a, v in rw_plan.reward_models(config)]
 BENCHMARKS += [f"results/benchmarks/guided/{a}.reward_data.tsv" for a in rw_plan.attributes(config)]
+# Every other attribute (sentiment...): the base and each grid point on the attribute's own evaluation set.
+CURVE_SETS = [
+    (rw_plan.eval_set(config, a), m, g)
+    for a in rw_plan.curve_attributes(config)
+    for m, g in rw_plan.curve_systems(config, a)
+]
+CURVES = [f"results/eval/{s}/{m}--{g}/metrics.json" for s, m, g in CURVE_SETS]
+BENCHMARKS += [
+    f"results/benchmarks/{step}/{m}--{g}@{s}.tsv"
+    for s, m, g in CURVE_SETS
+    for step in ("generate", "score", "perplexity")
+]
 GUIDED_PLOTS = (
     ["results/report/guided_tradeoff.png", "results/report/reward_distribution.png"]
+    + [f"results/report/{a}_curve.png" for a in rw_plan.curve_attributes(config)]
     if config.get("guided")
     else []
 )
@@ -61,6 +74,7 @@ rule report:
         analysis=UD_ANALYSIS,
         selections=SELECTIONS,
         rewards=REWARDS,
+        curves=CURVES,
     output:
         md="results/report/table.md",
         csv=report("results/report/table.csv", caption="../report/table.rst", category="Results"),
@@ -92,5 +106,5 @@ rule report:
     shell:
         "detoxlab --params {params.cfg:q} report --metrics {input.metrics} --mmlu {input.mmlu}"
         " --benchmarks {input.benchmarks} --validation {input.validation} {params.analysis}"
-        " --rewards {input.rewards}"
+        " --rewards {input.rewards} --curves {input.curves}"
         " --out-dir results/report > {log} 2>&1"

@@ -781,3 +781,47 @@ def load_sentiment_texts(
     return _labelled_records(
         rows, make_record, "without text or a 0/1 label", source, "Sentiment", limit, seed
     )
+
+
+# ------------------------------------------------- DExperts / ARM sentiment prompts
+
+SENTIMENT_PROMPT_GROUPS = ("negative", "neutral", "positive")
+
+
+def load_sentiment_prompts(
+    source: str | Path,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    split: str = "test",
+    groups: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Load the OpenWebText sentiment prompts of DExperts (used by RAD and ARM) as project records.
+
+    `source` is the released ``sentiment_prompts-10k`` directory: ``negative_prompts.jsonl``,
+    ``neutral_prompts.jsonl`` and ``positive_prompts.jsonl``, one ``{"prompt": {"text": ...}}`` per line
+    (5K neutral, 2.5K of each polarity). The file names the group; ids are ``<group>-<line index>``.
+    `groups` loads only those files; `limit` draws a seeded subset per group. The release has one split, which
+    is returned as `split` (the evaluation split).
+    """
+    _check_split(split)
+    root = Path(source).expanduser()
+    if not root.is_dir():
+        raise DatasetLoadError(f"Sentiment prompts source '{source}' is not a directory with "
+                               + ", ".join(f"{g}_prompts.jsonl" for g in SENTIMENT_PROMPT_GROUPS) + ".")
+    wanted = list(groups or SENTIMENT_PROMPT_GROUPS)
+    if bad := sorted(set(wanted) - set(SENTIMENT_PROMPT_GROUPS)):
+        raise DatasetLoadError(f"Sentiment prompts: unknown group(s) {bad}; the release has "
+                               f"{', '.join(SENTIMENT_PROMPT_GROUPS)}.")
+    out: list[dict[str, Any]] = []
+    for group in wanted:
+        path = _require_file(root / f"{group}_prompts.jsonl", "Sentiment prompts")
+        records = []
+        for index, row in enumerate(_read_jsonl(path, source, "Sentiment prompts")):
+            text = row.get("prompt", {}).get("text") if isinstance(row, Mapping) else None
+            if not isinstance(text, str) or not text.strip():
+                raise DatasetLoadError(f"Sentiment prompts source '{path}': row {index} lacks 'prompt.text'.")
+            records.append({"id": f"{group}-{index}", "text": text, "group": group, "domain": "id",
+                             "split": split})
+        out += [records[i] for i in _seeded_subset(range(len(records)), limit, seed)]
+    return out

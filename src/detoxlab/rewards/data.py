@@ -49,8 +49,10 @@ def external_data(section: dict, labels: list[str], seed: int) -> tuple[list[dic
 
     if section["source"] == "jigsaw":
         train = external.load_jigsaw(section["path"], labels=labels, split="train", limit=section["limit"], seed=seed)
-    else:
-        train = external.load_sentiment_texts(section["path"], split="train", limit=section["limit"], seed=seed)
+    else:  # RAD/ARM train the sentiment reward model on SST-2 and Amazon Polarity together: one path or several
+        paths = section["path"] if isinstance(section["path"], list) else [section["path"]]
+        train = [r for path in paths
+                 for r in external.load_sentiment_texts(path, split="train", limit=section["limit"], seed=seed)]
     split = split_by_key([r["id"] for r in train], section["validation_fraction"], seed)
     rows = [{**r, "labels": {k: r["labels"][k] for k in labels}, "split": split[r["id"]]} for r in train]
     return rows, {"source": section["source"], "path": section["path"], "limit": section["limit"]}

@@ -2,12 +2,15 @@
 
 Per attribute (``toxicity``, ``sentiment``...): reward data ``results/guided/<attribute>/reward_data.jsonl``,
 reward models ``results/rewards/<attribute>.<variant>``, guides ``<attribute>.<variant>.k<k>.beta<beta>``
-(one per grid point, evaluated on the validation split: the trade-off curves) and, for the toxicity
-attribute's ``test_variants``, the guide chosen on validation, ``<attribute>.<variant>``, evaluated on test.
+(one per grid point). The toxicity attribute's grid is evaluated on the validation split (the trade-off curves)
+and its ``test_variants`` at the beta chosen there, ``<attribute>.<variant>``, on test. Every other attribute
+(sentiment...) is a curve on its own evaluation set: the base model and each grid point on the attribute's
+prompts and scorer, under ``results/eval/<attribute>.<split>/`` (its "split" wildcard names the set).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from detoxlab.unidetox.plan import tag
@@ -134,10 +137,7 @@ def guide_dependencies(cfg: dict, guide: str) -> list[str] | None:
 
 def tuning_systems(cfg: dict) -> list[tuple[str, str]]:
     """(model, guide) pairs of the toxicity curves, evaluated on the validation split with the plain base."""
-    if MAIN_ATTRIBUTE not in attributes(cfg):
-        return []
-    base = base_model(cfg)
-    return [(base, NO_GUIDE)] + [(base, p.guide) for p in grid(cfg, MAIN_ATTRIBUTE)]
+    return curve_systems(cfg, MAIN_ATTRIBUTE) if MAIN_ATTRIBUTE in attributes(cfg) else []
 
 
 def test_systems(cfg: dict) -> list[tuple[str, str]]:
@@ -151,10 +151,62 @@ def resolved(cfg: dict, name: str) -> dict:
             "labels": at["labels"], "data": at["data"]}
 
 
+def curve_attributes(cfg: dict) -> list[str]:
+    """Attributes evaluated as a curve on their own prompts and scorer (every one but the main attribute)."""
+    return [a for a in attributes(cfg) if a != MAIN_ATTRIBUTE]
+
+
+def eval_set(cfg: dict, name: str) -> str:
+    """The split-wildcard value of an attribute's evaluation set, e.g. ``sentiment.test``."""
+    return f"{name}.{attribute(cfg, name)['evaluation']['split']}"
+
+
+def curve_systems(cfg: dict, name: str) -> list[tuple[str, str]]:
+    """The plain base and the base with every grid point's guide."""
+    base = base_model(cfg)
+    return [(base, NO_GUIDE)] + [(base, p.guide) for p in grid(cfg, name)]
+
+
+def split_view(cfg: dict, split: str) -> tuple[dict, str]:
+    """(the config an evaluation step sees, the prompt split) for a split-wildcard value.
+
+    ``test`` / ``validation`` are the project's sets; ``<attribute>.<split>`` swaps in the attribute's prompts
+    (restricted to its evaluation groups), scorer and samples per prompt, so the same steps evaluate it.
+    """
+    name, dot, plain = split.rpartition(".")
+    if not dot:
+        return cfg, split
+    if name not in curve_attributes(cfg):
+        raise ValueError(f"evaluation set '{split}': '{name}' is not a guided attribute with its own prompts")
+    view, ev = attribute_view(cfg, name), attribute(cfg, name)["evaluation"]
+    if ev["groups"]:
+        view["prompts"]["groups"] = list(ev["groups"])
+    if ev["samples_per_prompt"]:
+        view["generation"]["samples_per_prompt"] = ev["samples_per_prompt"]
+    if ev["threshold"] is not None:
+        view["evaluation"]["toxicity"]["threshold"] = ev["threshold"]
+    return view, plain
+
+
+def attribute_view(cfg: dict, name: str) -> dict:
+    """A copy of ``cfg`` whose prompts and scorer are the attribute's (its own, or the project's)."""
+    at = resolved(cfg, name)
+    view = copy.deepcopy(cfg)
+    view["prompts"], view["scorer"] = copy.deepcopy(at["prompts"]), copy.deepcopy(at["scorer"])
+    return view
+
+
+def threshold(cfg: dict, name: str) -> float:
+    """The score below which an attribute's continuation counts as desired (e.g. positive)."""
+    own = attribute(cfg, name).get("evaluation", {}).get("threshold")
+    return cfg["evaluation"]["toxicity"]["threshold"] if own is None else own
+
+
 def step_keys(cfg: dict, step: str, name: str) -> list[str]:
     """Config keys a per-attribute step reads (the project's prompts/scorer only where the attribute uses them)."""
-    at = attribute(cfg, name)
-    keys = [f"guided.attributes.{name}"]
+    at, own = attribute(cfg, name), f"guided.attributes.{name}"
+    keys = [f"{own}.labels"]  # how the attribute is evaluated or decoded (grid, evaluation) is not read here
     if step == "reward_data":
+        keys += [f"{own}.{k}" for k in ("data", "prompts", "scorer")]
         keys += ["seed", "device", "dtype"] + [k for k in ("prompts", "scorer") if not at.get(k)]
     return keys

@@ -84,6 +84,15 @@ def tracking(cfg: dict, validation: dict[str, dict], student: str = "arm_distill
     return out.getvalue(), {"tracks": ok, "hits": hits, "n": n, "rows": rows}
 
 
+def _beta_curve(ax, betas: list[float], xs: list[float], ys: list[tuple[float, float, float]], label: str) -> None:
+    """One variant's points across beta: (value, lo, hi) against perplexity, each point labelled by its beta."""
+    vals = [y[0] for y in ys]
+    ax.errorbar(xs, vals, yerr=[[max(v - lo, 0) for v, lo, _ in ys], [max(hi - v, 0) for v, _, hi in ys]],
+                marker="o", capsize=2, label=label)
+    for beta, x, v in zip(betas, xs, vals):
+        ax.annotate(f"β={beta:g}", (x, v), textcoords="offset points", xytext=(4, 3), fontsize=7)
+
+
 def plot_tradeoff(cfg: dict, validation: dict[str, dict], path: str | Path) -> None:
     plt = pyplot()
 
@@ -98,14 +107,10 @@ def plot_tradeoff(cfg: dict, validation: dict[str, dict], path: str | Path) -> N
                 ms = [(p, m) for p, m in ms if m]
                 if not ms:
                     continue
-                xs = [m["fluency"]["ppl"] for _, m in ms]
-                ys = [m["toxicity"]["overall"][metric] for _, m in ms]
-                err = [[max(y - m["toxicity"]["overall"][metric + "_lo"], 0) for (_, m), y in zip(ms, ys)],
-                       [max(m["toxicity"]["overall"][metric + "_hi"] - y, 0) for (_, m), y in zip(ms, ys)]]
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2,
-                            label=f"{plan.VARIANTS[variant].display}, k={k}")
-                for (p, _), x, y in zip(ms, xs, ys):
-                    ax.annotate(f"β={p.beta:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                tox = [m["toxicity"]["overall"] for _, m in ms]
+                _beta_curve(ax, [p.beta for p, _ in ms], [m["fluency"]["ppl"] for _, m in ms],
+                            [(t[metric], t[metric + "_lo"], t[metric + "_hi"]) for t in tox],
+                            f"{plan.VARIANTS[variant].display}, k={k}")
         if ref:
             ax.scatter([ref["fluency"]["ppl"]], [ref["toxicity"]["overall"][metric]], marker="*", s=160,
                        color="black", label="base (nucleus sampling)", zorder=5)
@@ -138,7 +143,8 @@ def plot_reward_distribution(models: dict[str, dict], path: str | Path) -> None:
 
 
 def section(cfg: dict, metrics: dict[str, dict], validation: dict[str, dict], models: dict[str, dict],
-            out_dir: str | Path) -> tuple[str, dict]:
+            out_dir: str | Path, curves: dict[str, dict[str, dict]] | None = None) -> tuple[str, dict]:
+    """The RAD/ARM section; ``curves`` maps every other attribute to its evaluation set's metrics by system."""
     out = io.StringIO()
     out.write("\n## RAD and ARM: reward-guided decoding\n\n")
     out.write(f"Guided model: `{plan.base_model(cfg)}`; reward models on the first "
@@ -163,4 +169,82 @@ def section(cfg: dict, metrics: dict[str, dict], validation: dict[str, dict], mo
     plot_tradeoff(cfg, validation, Path(out_dir) / "guided_tradeoff.png")
     plot_reward_distribution(models, Path(out_dir) / "reward_distribution.png")
     out.write("\n![trade-off](guided_tradeoff.png)\n\n![reward distribution](reward_distribution.png)\n")
+    verdict = {**verdict, "curves": {}}
+    for name in plan.curve_attributes(cfg):
+        text, verdict["curves"][name] = curve_section(cfg, name, (curves or {}).get(name, {}), out_dir)
+        out.write(text)
     return out.getvalue(), verdict
+
+
+def _rate(m: dict, group: str) -> tuple[float, float, float] | None:
+    r = m["toxicity"].get("sample_rates", {}).get(group)
+    return (r["below"], r["below_lo"], r["below_hi"]) if r else None
+
+
+def _curve_rows(cfg: dict, name: str, metrics: dict[str, dict]) -> list[tuple[str, plan.GuidePoint | None, dict]]:
+    base = plan.base_model(cfg)
+    rows = [("base (nucleus)", None, metrics.get(f"{base}--{plan.NO_GUIDE}"))]
+    rows += [(plan.VARIANTS[p.variant].display, p, metrics.get(f"{base}--{p.guide}")) for p in plan.grid(cfg, name)]
+    return [(label, p, m) for label, p, m in rows if m]
+
+
+def _groups(cfg: dict, name: str, rows) -> list[str]:
+    return plan.attribute(cfg, name)["evaluation"]["groups"] or sorted(
+        {g for _, _, m in rows for g in m["toxicity"].get("sample_rates", {})})
+
+
+def curve_section(cfg: dict, name: str, metrics: dict[str, dict], out_dir: str | Path) -> tuple[str, dict]:
+    """An attribute evaluated as a curve over beta on its own prompts (the ARM paper's sentiment task)."""
+    at, ev = plan.resolved(cfg, name), plan.attribute(cfg, name)["evaluation"]
+    desired = ev["desired"]
+    rows = _curve_rows(cfg, name, metrics)
+    groups = _groups(cfg, name, rows)
+    out = io.StringIO()
+    out.write(f"\n### Attribute `{name}`: {desired} rate vs perplexity across beta\n\n"
+              f"Scorer `{at['scorer']['type']}` (a continuation is {desired} when its score is strictly below "
+              f"{plan.threshold(cfg, name):g}); prompts `{at['prompts'].get('path')}`, "
+              f"{ev['split']} split, groups {', '.join(groups)}; reward models trained on this attribute's labels. "
+              "Rates are the fraction of a prompt's continuations, averaged over prompts, with 95% bootstrap "
+              "intervals over prompts.\n\n")
+    out.write("| system | k | beta | " + " | ".join(f"{desired} rate, {g} prompts [95% CI]" for g in groups)
+              + " | PPL [95% CI] | dist-2 | s/token |\n|" + "---|" * (len(groups) + 6) + "\n")
+    summary = []
+    for label, p, m in rows:
+        rates = {g: _rate(m, g) for g in groups}
+        flu = m["fluency"]
+        cells = [f"{_f(r[0])} [{_f(r[1])}, {_f(r[2])}]" if r else "–" for r in rates.values()]
+        out.write(f"| {label} | {p.k if p else '–'} | {f'{p.beta:g}' if p else '–'} | " + " | ".join(cells)
+                  + f" | {_f(flu['ppl'], 1)} [{_f(flu['ppl_lo'], 1)}, {_f(flu['ppl_hi'], 1)}] | "
+                  f"{_f(m['diversity']['dist2'])} | {_f(m['cost']['seconds_per_token'], 4)} |\n")
+        summary.append({"system": m["system"], "variant": p.variant if p else None, "k": p.k if p else None,
+                        "beta": p.beta if p else None, "ppl": flu["ppl"],
+                        "rates": {g: r[0] if r else None for g, r in rates.items()}})
+    plot_curve(cfg, name, rows, groups, Path(out_dir) / f"{name}_curve.png")
+    out.write(f"\n![{name} curve]({name}_curve.png)\n")
+    return out.getvalue(), {"attribute": name, "rows": summary}
+
+
+def plot_curve(cfg: dict, name: str, rows, groups: list[str], path: str | Path) -> None:
+    plt = pyplot()
+
+    desired = plan.attribute(cfg, name)["evaluation"]["desired"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.8), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for label in dict.fromkeys(label for label, p, _ in rows if p):
+            for k in sorted({p.k for lab, p, _ in rows if p and lab == label}):
+                pts = [(p, m) for lab, p, m in rows if p and lab == label and p.k == k and _rate(m, group)]
+                if not pts:
+                    continue
+                _beta_curve(ax, [p.beta for p, _ in pts], [m["fluency"]["ppl"] for _, m in pts],
+                            [_rate(m, group) for _, m in pts], f"{label}, k={k}")
+        for label, p, m in rows:
+            if p is None and _rate(m, group):
+                ax.scatter([m["fluency"]["ppl"]], [_rate(m, group)[0]], marker="*", s=160, color="black",
+                           label=label, zorder=5)
+        ax.set_title(f"{group} prompts")
+        ax.set_xlabel("conditional perplexity under the judge")
+        ax.set_ylabel(f"{desired} rate of continuations")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Attribute '{name}': {desired} rate vs fluency across beta (95% CIs)")
+    save_png(fig, path, dpi=120)

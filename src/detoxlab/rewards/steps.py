@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 
 from detoxlab.artifacts import (
@@ -20,10 +19,7 @@ from detoxlab.rewards import plan
 
 def _attribute_cfg(cfg: dict, name: str) -> tuple[dict, dict]:
     """(a config whose prompts/scorer are the attribute's, the resolved attribute)."""
-    at = plan.resolved(cfg, name)
-    sub = copy.deepcopy(cfg)
-    sub["prompts"], sub["scorer"] = copy.deepcopy(at["prompts"]), copy.deepcopy(at["scorer"])
-    return sub, at
+    return plan.attribute_view(cfg, name), plan.resolved(cfg, name)
 
 
 def reward_data(cfg: dict, name: str, model_dir: str, out: str, threads: int | None = None) -> dict:

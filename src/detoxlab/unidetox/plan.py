@@ -99,14 +99,14 @@ def _grid(cfg: dict) -> list[tuple[str, list[str], list[float]]]:
     ud = cfg["unidetox"]
     out = [("unidetox", ud["targets"], ud["lr"])]
     if ud["base_samples"]["enabled"]:
-        out.append(("basesamples", ud["targets"], ud["base_samples"]["lr"]))
+        out.append(("basesamples", ud["base_samples"]["targets"] or ud["targets"], ud["base_samples"]["lr"]))
     if ud["dexperts"]["enabled"]:  # the anti-expert must share the tokenizer: the distiller only
         out.append(("dexperts", [ud["distiller"]], ud["dexperts"]["beta"]))
     if ud["task_arithmetic"]["enabled"]:
         ta = ud["task_arithmetic"]
         out.append(("taskarith", ta["targets"] or [ud["distiller"]], ta["lambda"]))
     if ud["lm_steer"]["enabled"]:
-        out.append(("lmsteer", ud["targets"], ud["lm_steer"]["epsilon"]))
+        out.append(("lmsteer", ud["lm_steer"]["targets"] or ud["targets"], ud["lm_steer"]["epsilon"]))
     return out
 
 
