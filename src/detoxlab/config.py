@@ -97,7 +97,7 @@ def _check_references(cfg: dict) -> None:
     _check_models_resolvable(cfg)
     if cfg["prompts"]["source"] == "project" and not Path(cfg["prompts"]["path"]).is_file():
         raise ConfigError("prompts.path", f"prompt file not found: {cfg['prompts']['path']}")
-    _check_prompt_groups(cfg["prompts"], "prompts")
+    _check_prompt_groups(cfg["prompts"], "prompts.groups")
     models, guides = cfg["models"], cfg["guides"]
     for i, name in enumerate(cfg["systems"]["targets"]):
         if name not in models:
@@ -144,7 +144,7 @@ def _check_guided(cfg: dict) -> None:
         if at.get("prompts") and at["prompts"]["source"] == "project" and not Path(at["prompts"]["path"]).is_file():
             raise ConfigError(f"{key}.prompts.path", f"prompt file not found: {at['prompts']['path']}")
         if at.get("prompts"):
-            _check_prompt_groups(at["prompts"], f"{key}.prompts")
+            _check_prompt_groups(at["prompts"], f"{key}.prompts.groups")
         _check_evaluation_set(name, prompts, at["evaluation"], f"{key}.evaluation")
     from detoxlab.rewards.plan import choices
 
@@ -161,7 +161,6 @@ def _check_prompt_groups(prompts: dict, key: str, groups: list[str] | None = Non
     groups = prompts.get("groups") if groups is None else groups
     if not groups:
         return
-    key = key if key.endswith(".groups") else f"{key}.groups"
     if prompts["source"] == "project":
         if not Path(prompts["path"]).is_file():
             return
@@ -187,9 +186,8 @@ def _check_evaluation_set(name: str, prompts: dict, ev: dict, key: str) -> None:
     from detoxlab.rewards.plan import MAIN_ATTRIBUTE
 
     if name == MAIN_ATTRIBUTE:
-        defaults = {"split": "test", "groups": None, "samples_per_prompt": None, "threshold": None,
-                    "desired": "desired"}
-        if ev != defaults:
+        fields = schema()["properties"]["guided"]["properties"]["attributes"]["additionalProperties"]["properties"]
+        if ev != {k: v["default"] for k, v in fields["evaluation"]["properties"].items()}:
             raise ConfigError(key, "the toxicity attribute is evaluated by the project's validation/test protocol "
                               "(evaluation.*, tuning.*); this block applies to the other attributes")
         return

@@ -74,8 +74,10 @@ def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: st
     device, dtype = runtime(cfg, threads)
     model, tokenizer, model_manifest = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
+    from detoxlab.rewards.plan import split_parts
+
     # "<attribute>.<split>" names an attribute's evaluation set; its prompts (already in cfg) use <split>
-    prompts = prompts if prompts is not None else load_prompt_set(cfg, split.rpartition(".")[2])
+    prompts = prompts if prompts is not None else load_prompt_set(cfg, split_parts(split)[1])
     from detoxlab.config import generation_for
     from detoxlab.generation import generate
 

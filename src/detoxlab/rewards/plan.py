@@ -167,14 +167,20 @@ def curve_systems(cfg: dict, name: str) -> list[tuple[str, str]]:
     return [(base, NO_GUIDE)] + [(base, p.guide) for p in grid(cfg, name)]
 
 
+def split_parts(split: str) -> tuple[str, str]:
+    """``sentiment.test`` -> (``sentiment``, ``test``); a project split has no attribute: ``test`` -> ("", "test")."""
+    name, _, plain = split.rpartition(".")
+    return name, plain
+
+
 def split_view(cfg: dict, split: str) -> tuple[dict, str]:
     """(the config an evaluation step sees, the prompt split) for a split-wildcard value.
 
     ``test`` / ``validation`` are the project's sets; ``<attribute>.<split>`` swaps in the attribute's prompts
     (restricted to its evaluation groups), scorer and samples per prompt, so the same steps evaluate it.
     """
-    name, dot, plain = split.rpartition(".")
-    if not dot:
+    name, plain = split_parts(split)
+    if not name:
         return cfg, split
     if name not in curve_attributes(cfg):
         raise ValueError(f"evaluation set '{split}': '{name}' is not a guided attribute with its own prompts")
@@ -183,8 +189,7 @@ def split_view(cfg: dict, split: str) -> tuple[dict, str]:
         view["prompts"]["groups"] = list(ev["groups"])
     if ev["samples_per_prompt"]:
         view["generation"]["samples_per_prompt"] = ev["samples_per_prompt"]
-    if ev["threshold"] is not None:
-        view["evaluation"]["toxicity"]["threshold"] = ev["threshold"]
+    view["evaluation"]["toxicity"]["threshold"] = threshold(cfg, name)
     return view, plain
 
 
@@ -198,7 +203,7 @@ def attribute_view(cfg: dict, name: str) -> dict:
 
 def threshold(cfg: dict, name: str) -> float:
     """The score below which an attribute's continuation counts as desired (e.g. positive)."""
-    own = attribute(cfg, name).get("evaluation", {}).get("threshold")
+    own = attribute(cfg, name)["evaluation"]["threshold"]
     return cfg["evaluation"]["toxicity"]["threshold"] if own is None else own
 
 
