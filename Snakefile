@@ -13,6 +13,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/unidetox.smk"
 include: "workflow/rules/guided.smk"
+include: "workflow/rules/acf.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -57,6 +57,17 @@ def test_shipped_configs_validate_and_fill_defaults(monkeypatch):
     (lambda c: c["guided"]["attributes"]["toxicity"].update(evaluation={"groups": ["women"]}),
      "guided.attributes.toxicity.evaluation"),
     (lambda c: c["prompts"].update(source="realtoxicityprompts", groups=["rtp"]), "prompts.groups"),
+    (lambda c: c["acf"].update(base="nope"), "acf.base"),
+    (lambda c: c["acf"]["nado"].update(backbone="nope"), "acf.nado.backbone"),
+    (lambda c: c["acf"]["runs"].update(base={"schedule": "parallel"}), "acf.runs.base"),
+    (lambda c: c["acf"]["runs"].update(x={"schedule": "sequential", "importance_weights": True}),
+     "acf.runs.x.importance_weights"),
+    (lambda c: c["acf"]["runs"].update(x={"schedule": "staggered"}), "acf.runs.x.schedule"),
+    (lambda c: c["acf"].update(data={"source": "toxigen"}), "acf.data.path"),
+    (lambda c: c["acf"]["regulariser"].update(delta=1.5), "acf.regulariser.delta"),
+    (lambda c: c["acf"].update(data={"source": "toxigen", "path": "x.csv"}, regulariser={"prompt_r": "monte_carlo"}),
+     "acf.regulariser.prompt_r"),
+    (lambda c: c["acf"].update(prompts={"source": "realtoxicityprompts", "path": "x"}), "acf.prompts"),
 ])
 def test_bad_config_names_the_key(smoke, mutate, key, monkeypatch):
     monkeypatch.chdir(REPO)

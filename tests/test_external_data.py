@@ -1,4 +1,4 @@
-"""RealToxicityPrompts, ToxiGen and DGHS loaders on small fixtures in the released schemas."""
+"""RealToxicityPrompts, ToxiGen, DGHS and Wikitext loaders on small fixtures in the released schemas."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from detoxlab.data.external import (
     load_dghs,
     load_realtoxicityprompts,
     load_toxigen_annotated,
+    load_wikitext,
 )
 
 PERSPECTIVE_ATTRS = (
@@ -465,3 +466,111 @@ def test_dghs_hub_id_splits_by_column(monkeypatch: pytest.MonkeyPatch) -> None:
     records = load_dghs("someone/dghs", split="validation", groups=["mus"])
     assert calls == [("someone/dghs", {"split": "train"})]
     assert [(r["id"], r["split"]) for r in records] == [("dghs-acl6", "validation")]
+
+
+# ----------------------------------------------------------------------- Wikitext
+
+WIKITEXT_PARAGRAPHS = [
+    "Senjō no Valkyria 3 : Unrecorded Chronicles is a tactical role @-@ playing video game .",
+    "The game began development in 2010 , carrying over a large portion of the work .",
+    "As with previous Valkyira Chronicles games , Valkyria Chronicles III is a tactical game .",
+    "Troops are divided into five classes : Scouts , Shocktroopers , Engineers and Lancers .",
+    "The game 's battle system , the BliTZ system , is carried over directly from the first .",
+    "It met with positive sales in Japan , and was praised by both Japanese and western critics .",
+]
+
+# Rows as the hub's `wikitext-103-raw-v1` config holds them: one line of an article each.
+WIKITEXT_ROWS = [
+    "",
+    " = Valkyria Chronicles III = \n",
+    "",
+    f" {WIKITEXT_PARAGRAPHS[0]} \n",
+    f" {WIKITEXT_PARAGRAPHS[1]} \n",
+    "",
+    " = = Gameplay = = \n",
+    "",
+    f" {WIKITEXT_PARAGRAPHS[2]} \n",
+    " Short line . \n",
+    f" {WIKITEXT_PARAGRAPHS[3]} \n",
+    " = = = Classes = = = \n",
+    f" {WIKITEXT_PARAGRAPHS[4]} \n",
+    "",
+    f" {WIKITEXT_PARAGRAPHS[5]} \n",
+]
+WIKITEXT_KEPT_INDICES = [3, 4, 8, 10, 12, 14]
+
+
+@pytest.fixture(params=["jsonl", "csv"])
+def wikitext_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    frame = pd.DataFrame({"text": WIKITEXT_ROWS})
+    path = tmp_path / f"wikitext-103-raw-v1-train.{request.param}"
+    if request.param == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def test_wikitext_keeps_paragraphs_only(
+    wikitext_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="detoxlab.data.external"):
+        records = load_wikitext(wikitext_file)
+    assert records == [
+        {"id": f"wikitext/train/{i}", "text": text}
+        for i, text in zip(WIKITEXT_KEPT_INDICES, WIKITEXT_PARAGRAPHS)
+    ]
+    assert "dropped 5 empty, 3 heading and 1 shorter than 40" in caplog.text
+    # min_chars is the only thing that separates the short line from a paragraph.
+    assert {"id": "wikitext/train/9", "text": "Short line ."} in load_wikitext(
+        wikitext_file, min_chars=0
+    )
+
+
+def test_wikitext_limit_is_seeded(wikitext_file: Path) -> None:
+    first = load_wikitext(wikitext_file, limit=3, seed=11)
+    assert len(first) == 3 and first == load_wikitext(wikitext_file, limit=3, seed=11)
+    ids = [r["id"] for r in first]
+    assert ids == sorted(ids, key=lambda i: int(i.rsplit("/", 1)[1]))  # source order
+    draws = {tuple(r["id"] for r in load_wikitext(wikitext_file, limit=3, seed=s)) for s in range(10)}
+    assert len(draws) > 1
+    assert len(load_wikitext(wikitext_file, limit=100)) == len(WIKITEXT_PARAGRAPHS)
+
+
+def test_wikitext_missing_text_column(tmp_path: Path) -> None:
+    path = tmp_path / "no_text.jsonl"
+    pd.DataFrame({"line": WIKITEXT_ROWS}).to_json(path, orient="records", lines=True)
+    with pytest.raises(DatasetLoadError, match="'text'") as info:
+        load_wikitext(path)
+    assert "no_text.jsonl" in str(info.value)
+
+
+def test_wikitext_missing_file_and_local_split(tmp_path: Path, wikitext_file: Path) -> None:
+    with pytest.raises(DatasetLoadError, match="absent.jsonl") as info:
+        load_wikitext(tmp_path / "absent.jsonl")
+    assert "file not found" in str(info.value)
+    with pytest.raises(ValueError, match="read whole as one split"):
+        load_wikitext(wikitext_file, split="validation")
+
+
+def test_wikitext_without_paragraphs_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "headings.jsonl"
+    pd.DataFrame({"text": WIKITEXT_ROWS[:3]}).to_json(path, orient="records", lines=True)
+    with pytest.raises(ValueError, match="no paragraphs left"):
+        load_wikitext(path)
+
+
+def test_wikitext_hub_id_uses_config_and_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load(source, **kwargs):
+        calls.append((source, kwargs))
+        return datasets.Dataset.from_dict({"text": WIKITEXT_ROWS})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    records = load_wikitext("Salesforce/wikitext", split="validation", limit=2)
+    assert calls == [("Salesforce/wikitext", {"name": "wikitext-103-raw-v1", "split": "validation"})]
+    assert len(records) == 2 and all(r["id"].startswith("wikitext/validation/") for r in records)
+    load_wikitext("wikitext", config_name="wikitext-2-raw-v1")
+    assert calls[-1] == ("wikitext", {"name": "wikitext-2-raw-v1", "split": "train"})

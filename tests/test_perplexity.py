@@ -48,3 +48,26 @@ def test_suffix_nll_with_no_suffix_tokens(tiny_llama):
 
     model, tok = tiny_llama
     assert suffix_nll(model, [tok("a b").input_ids, tok("c").input_ids], [0, 0], tok.pad_token_id) == [0.0, 0.0]
+
+
+def test_judge_reads_only_the_first_samples_of_each_prompt(tiny_llama_dir, tmp_path):
+    """``evaluation.perplexity.samples_per_prompt``: later samples are not judged, and fluency says how many were."""
+    from detoxlab.artifacts import read_jsonl, write_jsonl
+    from detoxlab.evaluation import step_perplexity, summarize
+
+    gens = [{"prompt_id": p, "sample": s, "prompt": "You are", "continuation": f" a fool {s}", "group": "g",
+             "domain": "id"} for p in ("a", "b") for s in range(3)]
+    write_jsonl(tmp_path / "g.jsonl", gens)
+    cfg = {"device": "cpu", "dtype": {}, "seed": 0,
+           "evaluation": {"perplexity": {"max_ppl": 1e9, "batch_size": 4, "samples_per_prompt": 1},
+                          "toxicity": {"threshold": 0.5, "inclusive": False}, "bootstrap": {"n_boot": 20, "alpha": 0.1},
+                          "diversity": {"text": "continuation"}}}
+    meta = step_perplexity(cfg, tmp_path / "g.jsonl", tiny_llama_dir, tmp_path / "p.jsonl")
+    rows = read_jsonl(tmp_path / "p.jsonl")
+    assert meta["n_judged"] == 2
+    assert [r["judged"] for r in rows] == [s == 0 for _ in "ab" for s in range(3)]
+    assert all((r["ppl"] is None) != r["judged"] for r in rows)
+    scores = [{"prompt_id": g["prompt_id"], "sample": g["sample"], "toxicity": 0.1} for g in gens]
+    fluency = summarize(cfg, gens, scores, rows)["fluency"]
+    assert fluency["n_judged"] == fluency["n_valid"] == 2 and fluency["n_dropped"] == 0
+    assert math.isfinite(fluency["ppl"])

@@ -10,7 +10,8 @@ import pytest
 from detoxlab.rewards.plan import VARIANTS
 from tests.workflow_utils import copy_workflow, run_with_overlay, snakemake
 
-FAST = "evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama]\n  guides: []\nunidetox: null\n"
+FAST = ("evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama]\n  guides: []\nunidetox: null\n"
+        "acf: null\n")
 
 
 @pytest.fixture(scope="module")

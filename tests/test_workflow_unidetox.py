@@ -12,7 +12,7 @@ from tests.workflow_utils import copy_workflow, run_with_overlay, snakemake
 
 # smaller than the full smoke config (no MMLU, no preprompt systems) so the run stays short
 FAST = ("evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama, tiny_gemma]\n  guides: []\n"
-        "guided: null\n")
+        "guided: null\nacf: null\n")
 
 
 @pytest.fixture(scope="module")

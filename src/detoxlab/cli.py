@@ -85,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analysis", default=None, help="markdown of the distilled-text analysis")
     p.add_argument("--rewards", nargs="*", default=[], help="every reward-model directory")
     p.add_argument("--curves", nargs="*", default=[], help="metrics of guided attributes' own evaluation sets")
+    p.add_argument("--acf-samples", nargs="*", default=[], help="meta files of every ACF sample set")
+    p.add_argument("--acf-models", nargs="*", default=[], help="every ACF model directory (runs and baselines)")
+    p.add_argument("--acf-general", nargs="*", default=[], help="meta file of the adaptive regulariser's text")
     p.add_argument("--out-dir", required=True)
     _add_unidetox_commands(sub)
     _add_guided_commands(sub)
+    _add_acf_commands(sub)
     p = sub.add_parser("evaluate", help="run the whole evaluation on any model directory, guide and prompt file")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--guide-dir", default="none", help="a guide artifact directory, or 'none'")
@@ -156,6 +160,61 @@ def _add_guided_commands(sub) -> None:
         p.add_argument(flag, **kw)
 
 
+def _add_acf_commands(sub) -> None:
+    """NADO/ACF steps: samples, NADO, fine-tuning (ACF runs, filtering, RL, classification), the NADO guide."""
+    req, opt = {"required": True}, {"default": None}
+    model, out, root = ("--model-dir", req), ("--out", req), ("--root", req)
+    specs = [
+        ("acf-samples", "sample the training prompts purely and label each continuation", [model, out]),
+        ("nado", "train NADO on labelled samples", [("--samples", req), ("--proposal-dir", req), ("--target-dir", req),
+                                                    ("--backbone-dir", req), ("--previous", opt), out]),
+        ("acf-general", "general-domain text for the adaptive regulariser", [model, out]),
+        ("acf-finetune", "one ACF iteration: fine-tune with q* from NADO",
+         [("--run", req), ("--iteration", {"type": int, "required": True}), ("--data", req), ("--start-dir", req),
+          ("--nado-dir", req), ("--root-dir", req), root,
+          ("--general", opt), out]),
+        ("acf-filtering", "baseline: fine-tune on the rows the scorer accepts", [("--data", req), model, root, out]),
+        ("acf-rl", "baseline: policy gradient with a KL penalty", [model, root, out]),
+        ("acf-classification-data", "labelled texts for the classification experiment", [("--samples", req), out]),
+        ("acf-classify", "fine-tune on toxicity classification (with --nado-dir: regularised)",
+         [("--data", req), model, root, ("--nado-dir", opt), ("--anchors", opt), out]),
+        ("nado-guide", "NADO decoding as a guide", [("--nado-dir", req), out]),
+    ]
+    for name, help_text, flags in specs:
+        p = sub.add_parser(name, help=help_text)
+        for flag, kwargs in flags:
+            p.add_argument(flag, **kwargs)
+
+
+def _run_acf(args, cfg: dict) -> bool:
+    from detoxlab.acf import steps
+
+    cmd, t = args.cmd, args.threads
+    if cmd == "acf-samples":
+        steps.samples(cfg, args.model_dir, args.out, t)
+    elif cmd == "nado":
+        steps.nado(cfg, args.samples, args.proposal_dir, args.target_dir, args.backbone_dir, args.out, args.previous,
+                   t)
+    elif cmd == "acf-general":
+        steps.general(cfg, args.model_dir, args.out, t)
+    elif cmd == "acf-finetune":
+        steps.finetune(cfg, args.run, args.iteration, args.data, args.start_dir, args.nado_dir, args.root_dir,
+                       args.root, args.out, args.general, t)
+    elif cmd == "acf-filtering":
+        steps.filtering(cfg, args.data, args.model_dir, args.root, args.out, t)
+    elif cmd == "acf-rl":
+        steps.rl(cfg, args.model_dir, args.root, args.out, t)
+    elif cmd == "acf-classification-data":
+        steps.classification_data(cfg, args.samples, args.out)
+    elif cmd == "acf-classify":
+        steps.classify(cfg, args.data, args.model_dir, args.root, args.out, args.nado_dir, args.anchors, t)
+    elif cmd == "nado-guide":
+        steps.nado_guide(args.nado_dir, args.out)
+    else:
+        return False
+    return True
+
+
 def _run_guided(args, cfg: dict) -> bool:
     if args.cmd not in ("reward-data", "train-reward", "reward-guide"):
         return False
@@ -204,7 +263,7 @@ def _run(args) -> int:
     from detoxlab import evaluation as ev
 
     cfg = _cfg(args)
-    if _run_unidetox(args, cfg) or _run_guided(args, cfg):
+    if _run_unidetox(args, cfg) or _run_guided(args, cfg) or _run_acf(args, cfg):
         return 0
     if args.cmd == "check-config":
         import yaml
@@ -239,7 +298,8 @@ def _run(args) -> int:
 
         build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"], cfg=cfg,
                      validation_files=args.validation, analysis_md=args.analysis, reward_manifests=args.rewards,
-                     curve_files=args.curves)
+                     curve_files=args.curves, acf_samples=args.acf_samples, acf_models=args.acf_models,
+                     acf_general=args.acf_general)
     elif args.cmd == "evaluate":
         metrics = ev.evaluate_system(cfg, args.model_dir, args.guide_dir, args.judge_dir, args.out_dir,
                                      prompts_file=args.prompts, split=args.split, threads=args.threads,

@@ -117,17 +117,47 @@ def _check_references(cfg: dict) -> None:
         _check_unidetox(cfg)
     if cfg.get("guided"):
         _check_guided(cfg)
+    if cfg.get("acf"):
+        _check_acf(cfg)
+
+
+def _check_base_and_backbone(cfg: dict, section: str, base_key: str, aux: dict, aux_key: str) -> None:
+    """A method's base model and the backbone of its auxiliary model (default: the base) must be declared."""
+    base = cfg[section][base_key]
+    if base not in cfg["models"]:
+        raise ConfigError(f"{section}.{base_key}", f"model '{base}' is not declared under 'models'")
+    judge_for(cfg, base)
+    aux.setdefault("backbone", base)
+    if aux["backbone"] not in cfg["models"]:
+        raise ConfigError(f"{section}.{aux_key}.backbone", f"model '{aux['backbone']}' is not declared under 'models'")
+
+
+def _check_acf(cfg: dict) -> None:
+    ac = cfg["acf"]
+    _check_base_and_backbone(cfg, "acf", "base", ac["nado"], "nado")
+    prompts = ac["prompts"] or cfg["prompts"]
+    if prompts["source"] not in ("project", "toxigen"):
+        raise ConfigError("acf.prompts", f"NADO samples training prompts, which source '{prompts['source']}' does "
+                          "not have; name project or toxigen prompts under acf.prompts")
+    for name, run in ac["runs"].items():
+        if not name.isidentifier() or name == "base":
+            raise ConfigError(f"acf.runs.{name}", "run names are plain identifiers other than 'base' "
+                              "(they appear in artifact names)")
+        if run["importance_weights"] and run["schedule"] != "parallel":
+            raise ConfigError(f"acf.runs.{name}.importance_weights", "only the parallel schedule samples from an "
+                              "older model than the one NADO describes")
+    for key, section in (("acf.data", ac["data"]), ("acf.general", ac["general"]),
+                         ("acf.classification", ac["classification"])):
+        if section["source"] not in ("samples", "sampled") and not section["path"]:
+            raise ConfigError(f"{key}.path", f"source '{section['source']}' needs a local file or hub id")
+    if ac["regulariser"]["prompt_r"] == "monte_carlo" and ac["data"]["source"] != "samples":
+        raise ConfigError("acf.regulariser.prompt_r", "the Monte-Carlo R(x) exists for sampled prompts only; "
+                          "use 'head' with acf.data.source 'toxigen'")
 
 
 def _check_guided(cfg: dict) -> None:
-    g, models = cfg["guided"], cfg["models"]
-    if g["base"] not in models:
-        raise ConfigError("guided.base", f"model '{g['base']}' is not declared under 'models'")
-    judge_for(cfg, g["base"])
-    g["reward_model"].setdefault("backbone", g["base"])
-    if g["reward_model"]["backbone"] not in models:
-        raise ConfigError("guided.reward_model.backbone",
-                          f"model '{g['reward_model']['backbone']}' is not declared under 'models'")
+    g = cfg["guided"]
+    _check_base_and_backbone(cfg, "guided", "base", g["reward_model"], "reward_model")
     for name, at in g["attributes"].items():
         key = f"guided.attributes.{name}"
         if "." in name or "-" in name:
@@ -288,11 +318,12 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "generate": ("seed", "device", "dtype", "prompts", "generation"),
     "score": ("scorer",),
     # the judge itself is an input path, so adding a judge reruns only the systems it now judges
-    "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size"),
+    "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size",
+                   "evaluation.perplexity.samples_per_prompt"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
     "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
     "report": ("seed", "scorer", "prompts", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap",
-               "unidetox", "guided"),
+               "unidetox", "guided", "acf"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
     "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning.samples_per_prompt",
                             "tuning.max_per_group"),
@@ -310,6 +341,18 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "reward_data": (),
     "train_reward": ("seed", "device", "dtype", "guided.reward_model"),
     "reward_guide": (),
+    # NADO/ACF: a fine-tuning job also gets its own run's entry (acf.runs.<run>) from the workflow
+    "acf_samples": ("seed", "device", "dtype", "prompts", "scorer", "acf.prompts", "acf.samples", "acf.oracle"),
+    "nado": ("seed", "device", "dtype", "acf.nado"),
+    "acf_general": ("seed", "device", "dtype", "scorer", "acf.general", "acf.oracle"),
+    "acf_finetune": ("seed", "device", "dtype", "acf.base", "acf.iterations", "acf.finetune", "acf.regulariser",
+                     "acf.data"),
+    "acf_filtering": ("seed", "device", "dtype", "acf.finetune", "acf.data", "acf.baselines.filtering"),
+    "acf_rl": ("seed", "device", "dtype", "prompts", "scorer", "acf.prompts", "acf.finetune", "acf.baselines.rl",
+               "acf.oracle"),
+    "acf_classification_data": ("seed", "acf.classification", "acf.oracle"),
+    "acf_classify": ("seed", "device", "dtype", "acf.finetune", "acf.classification", "acf.regulariser"),
+    "nado_guide": (),
 }
 
 

@@ -118,13 +118,18 @@ def step_perplexity(cfg: dict, generations: str, judge_dir: str, out: str, threa
     model, tokenizer, manifest = load_model(judge_dir, device, dtype)
     rows = read_jsonl(generations)
     pc = cfg["evaluation"]["perplexity"]
+    # the judge may read only the first k samples of each prompt: fluency is a mean, toxicity needs every sample
+    k = pc["samples_per_prompt"]
+    judged = [i for i, r in enumerate(rows) if k is None or r["sample"] < k]
     t0 = time.perf_counter()
-    ppl, stats = conditional_perplexities(model, tokenizer, [r["prompt"] for r in rows],
-                                          [r["continuation"] for r in rows], batch_size=pc["batch_size"],
-                                          max_ppl=pc["max_ppl"], progress=True)
-    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "ppl": p} for r, p in zip(rows, ppl)))
+    scored, stats = conditional_perplexities(model, tokenizer, [rows[i]["prompt"] for i in judged],
+                                             [rows[i]["continuation"] for i in judged], batch_size=pc["batch_size"],
+                                             max_ppl=pc["max_ppl"], progress=True)
+    ppl = dict(zip(judged, scored))
+    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "ppl": ppl.get(i), "judged": i in ppl}
+                      for i, r in enumerate(rows)))
     meta = {"generations": str(generations), "judge": str(judge_dir), "judge_name": manifest.get("root"),
-            "seconds": round(time.perf_counter() - t0, 3), **stats}
+            "seconds": round(time.perf_counter() - t0, 3), "n_judged": len(judged), **stats}
     write_json(meta_path(out), meta)
     return meta
 
@@ -168,8 +173,9 @@ def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[
     mean_ppl, lo, hi = ratio_bootstrap_ci(sums, counts, n_boot=boot["n_boot"], alpha=boot["alpha"],
                                           seed=cfg["seed"])
     n_valid = int(counts.sum())
-    fluency = {"ppl": mean_ppl, "ppl_lo": lo, "ppl_hi": hi, "n_valid": n_valid,
-               "n_dropped": len(generations) - n_valid}
+    n_judged = sum(r.get("judged", True) for r in ppl)
+    fluency = {"ppl": mean_ppl, "ppl_lo": lo, "ppl_hi": hi, "n_valid": n_valid, "n_judged": n_judged,
+               "n_dropped": n_judged - n_valid}
     return {"toxicity": toxicity, "fluency": fluency, "diversity": distinct_report(texts),
             "n_generations": len(generations), "n_prompts": len(by_prompt)}
 

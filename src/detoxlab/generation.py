@@ -18,11 +18,13 @@ def peak_rss_mb() -> float:
 
 
 def generate(model, tokenizer, prompts: Sequence[dict], guide: Guide, settings: SamplingSettings,
-             samples_per_prompt: int, batch_size: int, seed: int, progress: bool = True) -> tuple[list[dict], dict]:
+             samples_per_prompt: int, batch_size: int, seed: int, progress: bool = True,
+             keep_tokens: bool = False) -> tuple[list[dict], dict]:
     """Return one row per (prompt, sample) and run statistics (time, tokens, peak memory).
 
     Every prompt is repeated ``samples_per_prompt`` times and rows are cut into batches of ``batch_size``; the
-    output is deterministic for a seed, a batch size and a device.
+    output is deterministic for a seed, a batch size and a device. ``keep_tokens`` adds each continuation's
+    token ids (``tokens``), which training on the samples needs: re-tokenised text may not be what was sampled.
     """
     device = next(model.parameters()).device
     settings = guide.sampling_settings(settings)
@@ -45,7 +47,7 @@ def generate(model, tokenizer, prompts: Sequence[dict], guide: Guide, settings: 
             text = tokenizer.decode(toks[:n], skip_special_tokens=True)
             rows.append({"prompt_id": prompt["id"], "group": prompt["group"], "domain": prompt["domain"],
                          "split": prompt["split"], "sample": s, "prompt": prompt["text"], "continuation": text,
-                         "n_tokens": n, "stopped_at_eos": stopped})
+                         "n_tokens": n, "stopped_at_eos": stopped, **({"tokens": toks[:n]} if keep_tokens else {})})
             n_generated += n
         bar.update(len(chunk))
     bar.close()

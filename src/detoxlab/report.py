@@ -142,7 +142,8 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
 def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_files: list[str], out_dir: str,
                  scorer: str, cfg: dict | None = None, validation_files: list[str] = (),
                  analysis_md: str | None = None, reward_manifests: list[str] = (),
-                 curve_files: list[str] = ()) -> list[dict]:
+                 curve_files: list[str] = (), acf_samples: list[str] = (), acf_models: list[str] = (),
+                 acf_general: list[str] = ()) -> list[dict]:
     """``curve_files``: metrics of guided attributes' own evaluation sets (``results/eval/<attribute>.<split>/``)."""
     out = Path(out_dir)
     mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
@@ -179,11 +180,22 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
             curves[p.parent.parent.name.rpartition(".")[0]][m["system"]] = m
         text, guided = guided_section(cfg, by_system, validation, models, out, curves)
         sections += text
+    acf = {}
+    if cfg and cfg.get("acf"):
+        from detoxlab.acf.report import section as acf_section
+
+        seconds = {str(p): read_benchmark(p)["s"] for p in benchmark_files}
+        samples = {str(p).replace(".meta.json", ".jsonl"): read_json(p) for p in acf_samples}
+        manifests = {Path(p).name: read_json(Path(p) / "manifest.json") for p in acf_models}
+        text, acf = acf_section(cfg, by_system, mmlu, seconds, samples, manifests,
+                                read_json(acf_general[0]) if acf_general else None, out)
+        sections += text
     with atomic_file(out / "table.md") as fh:
         fh.write("# Results\n\n" + markdown_table(rows, scorer))
         fh.write("\n## Toxicity probability per prompt group\n\n" + group_table(metrics))
         fh.write(sections)
     test_rows = [r for r in rows if r["split"] == "test"] or rows
     plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
-    write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts, "guided": guided})
+    write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts, "guided": guided,
+                                      "acf": acf})
     return rows

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from detoxlab import config as dl_config
+from detoxlab.acf import plan as acf_plan
 from detoxlab.rewards import plan as rw_plan
 from detoxlab.unidetox import plan as ud_plan
 
@@ -54,14 +55,15 @@ def systems():
     guided = rw_plan.test_systems(config)
     if guided and (rw_plan.base_model(config), NO_GUIDE) not in pairs:
         pairs.append((rw_plan.base_model(config), NO_GUIDE))
-    return pairs + guided
+    pairs += [p for p in guided if p not in pairs]
+    return pairs + [p for p in acf_plan.test_systems(config) if p not in pairs]
 
 
 def mmlu_systems():
     """Systems with an MMLU score: not the reward-guided ones (a top-k guide leaves letters outside its k
-    candidates at -inf, and neither RAD nor ARM reports MMLU)."""
-    guided = set(rw_plan.test_systems(config))
-    return [s for s in systems() if s not in guided]
+    candidates at -inf, and neither RAD nor ARM reports MMLU), nor the ACF classifiers (see acf.plan)."""
+    skipped = set(rw_plan.test_systems(config)) | set(acf_plan.without_mmlu(config))
+    return [s for s in systems() if s not in skipped]
 
 
 def tuning_systems():
@@ -117,8 +119,11 @@ def model_deps(wildcards):
 
 
 def guide_dir(wildcards):
-    deps = rw_plan.guide_dependencies(config, wildcards.guide)
-    return deps if deps is not None else ud_plan.guide_dependencies(config, wildcards.guide)
+    for plan in (rw_plan, acf_plan):
+        deps = plan.guide_dependencies(config, wildcards.guide)
+        if deps is not None:
+            return deps
+    return ud_plan.guide_dependencies(config, wildcards.guide)
 
 
 def guide_arg(wildcards):
@@ -185,3 +190,26 @@ def attribute_prompt_files(wc):
 
 def reward_choice(wc):
     return rw_plan.find_choice(config, f"{wc.attribute}.{wc.variant}")
+
+
+# NADO/ACF (acf.smk): the jobs' inputs follow the run's schedule (acf/plan.py).
+def acf_model_deps(name):
+    return ud_plan.model_dependencies(config, name)
+
+
+def acf_params(step, *extra):
+    keys = list(dl_config.STEP_KEYS[step]) + list(extra)
+    return json.dumps(dl_config.select(config, keys), sort_keys=True)
+
+
+def nado_job(wc):
+    return acf_plan.nado_job(config, wc.run, int(wc.i))
+
+
+def acf_start(wc):
+    """The model an iteration starts from, M_{i-1}."""
+    return acf_plan.model_name(config, wc.run, int(wc.i) - 1)
+
+
+def acf_general_input(wc):
+    return [acf_plan.GENERAL] if acf_plan.find_run(config, wc.run).regulariser == "adaptive" else []

@@ -50,6 +50,23 @@ BENCHMARKS += [
     for s, m, g in CURVE_SETS
     for step in ("generate", "score", "perplexity")
 ]
+# NADO/ACF: every run's artifacts (all three jobs of each iteration run), the baselines, their job costs.
+ACF_SAMPLES, ACF_NADO, ACF_MODELS, ACF_GENERAL = [], [], [], []
+if config.get("acf"):
+    for _r in acf_plan.runs(config):
+        _art = acf_plan.run_artifacts(config, _r.name)
+        _metas = [p.replace(".jsonl", ".meta.json") for p in _art["samples"]]
+        ACF_SAMPLES += [p for p in _metas if p not in ACF_SAMPLES]
+        ACF_NADO += [p for p in _art["nado"] if p not in ACF_NADO]
+        ACF_MODELS += _art["models"]
+        BENCHMARKS += [b for b in acf_plan.benchmark_files(config, _r.name).values() if b not in BENCHMARKS]
+    ACF_MODELS += [MODEL_DIR.format(model=m) for m in acf_plan.baseline_models(config)]
+    BENCHMARKS += [f"results/benchmarks/acf/{m.split('.acf.', 1)[1]}.tsv" for m in acf_plan.baseline_models(config)]
+    if config["acf"]["classification"]["enabled"]:
+        BENCHMARKS.append("results/benchmarks/acf/classification_data.tsv")
+    if any(r.regulariser == "adaptive" for r in acf_plan.runs(config)):
+        ACF_GENERAL = [acf_plan.GENERAL.replace(".jsonl", ".meta.json")]
+ACF_PLOTS = ["results/report/acf_iterations.png"] if config.get("acf") else []
 GUIDED_PLOTS = (
     ["results/report/guided_tradeoff.png", "results/report/reward_distribution.png"]
     + [f"results/report/{a}_curve.png" for a in rw_plan.curve_attributes(config)]
@@ -62,7 +79,7 @@ REPORT_OUTPUTS = GUIDED_PLOTS + [
     "results/report/tox_vs_ppl.png",
     "results/report/cost.csv",
     "results/report/summary.json",
-] + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else [])
+] + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else []) + ACF_PLOTS
 
 
 rule report:
@@ -75,6 +92,10 @@ rule report:
         selections=SELECTIONS,
         rewards=REWARDS,
         curves=CURVES,
+        acf_samples=ACF_SAMPLES,
+        acf_nado=ACF_NADO,
+        acf_models=ACF_MODELS,
+        acf_general=ACF_GENERAL,
     output:
         md="results/report/table.md",
         csv=report("results/report/table.csv", caption="../report/table.rst", category="Results"),
@@ -89,6 +110,7 @@ rule report:
             else []
         ),
         guided=[report(p, caption="../report/guided.rst", category="RAD and ARM") for p in GUIDED_PLOTS],
+        acf=[report(p, caption="../report/acf.rst", category="NADO and ACF") for p in ACF_PLOTS],
         cost=report("results/report/cost.csv", caption="../report/cost.rst", category="Cost"),
         summary="results/report/summary.json",
     params:
@@ -106,5 +128,6 @@ rule report:
     shell:
         "detoxlab --params {params.cfg:q} report --metrics {input.metrics} --mmlu {input.mmlu}"
         " --benchmarks {input.benchmarks} --validation {input.validation} {params.analysis}"
-        " --rewards {input.rewards} --curves {input.curves}"
+        " --rewards {input.rewards} --curves {input.curves} --acf-samples {input.acf_samples}"
+        " --acf-models {input.acf_models} --acf-general {input.acf_general}"
         " --out-dir results/report > {log} 2>&1"

@@ -1,5 +1,5 @@
 """Loaders for public data sets: RealToxicityPrompts, ToxiGen (annotated), DGHS,
-Jigsaw Unintended Bias, and the SST-2 / Amazon Polarity sentiment sets.
+Jigsaw Unintended Bias, the SST-2 / Amazon Polarity sentiment sets, and Wikitext.
 
 Each loader accepts a Hugging Face hub id (paper-scale runs on machines with
 network access) or a local file in the dataset's published schema. The prompt
@@ -15,6 +15,8 @@ and the reward-model loaders (Jigsaw, sentiment) return records with continuous
 labels in [0, 1], where 1 is the undesired end of each attribute::
 
     {"id", "text", "labels": {name: float}}
+
+The Wikitext loader returns general-domain paragraphs as ``{"id", "text"}``.
 """
 
 from __future__ import annotations
@@ -825,3 +827,62 @@ def load_sentiment_prompts(
                              "split": split})
         out += [records[i] for i in _seeded_subset(range(len(records)), limit, seed)]
     return out
+
+
+# ---------------------------------------------------------------------- Wikitext
+
+WIKITEXT_HUB_ID = "Salesforce/wikitext"
+WIKITEXT_CONFIG = "wikitext-103-raw-v1"
+
+
+def load_wikitext(
+    source: str | Path,
+    split: str = "train",
+    limit: int | None = None,
+    seed: int = 0,
+    min_chars: int = 40,
+    config_name: str = WIKITEXT_CONFIG,
+) -> list[dict[str, Any]]:
+    """Load Wikitext paragraphs as general-domain text (ACF's adaptive regulariser).
+
+    `source` is a hub id (``Salesforce/wikitext`` or ``wikitext``, loaded with
+    `config_name` and `split`) or a local .csv/.jsonl file with the hub's single
+    ``text`` column, read whole as the ``train`` split. Hub rows are lines of
+    Wikipedia articles: empty lines, headings (`` = Title = `` and
+    `` = = Section = = ``) and paragraphs. Only paragraphs are kept: lines are
+    stripped, and empty lines, headings and lines shorter than `min_chars` are
+    dropped (counts logged); the text is not otherwise normalised. Records are
+    ``{"id": "wikitext/<split>/<row index in the source>", "text"}``. `limit`
+    draws a seeded random subset, kept in source order.
+    """
+    _check_split(split)
+    if _is_local(source):
+        _check_local_split(source, "Wikitext", split)
+    columns, rows = _read_table(
+        source, "Wikitext", (".csv", ".jsonl"), name=config_name, split=split
+    )
+    _require_columns(columns, ("text",), source, "Wikitext")
+
+    kept: list[dict[str, Any]] = []
+    n_empty = n_heading = n_short = 0
+    for index, row in enumerate(rows):
+        text = _str_cell(row.get("text")).strip()
+        if not text:
+            n_empty += 1
+        elif text.startswith("=") and text.endswith("="):
+            n_heading += 1
+        elif len(text) < min_chars:
+            n_short += 1
+        else:
+            kept.append({"id": f"wikitext/{split}/{index}", "text": text})
+    log.info(
+        "Wikitext source '%s': kept %d paragraph(s); dropped %d empty, %d heading and "
+        "%d shorter than %d characters.",
+        source, len(kept), n_empty, n_heading, n_short, min_chars,
+    )
+    if not kept:
+        raise ValueError(
+            f"Wikitext source '{source}': no paragraphs left ({n_empty} empty, {n_heading} "
+            f"heading and {n_short} short line(s) dropped; min_chars={min_chars})."
+        )
+    return [kept[i] for i in _seeded_subset(range(len(kept)), limit, seed)]

@@ -104,6 +104,8 @@ class RewardGuide(Guide):
 
     adjusts_logits = True
     session_class: type[RewardSession] = RewardSession
+    #: the config key naming the reward model's start token (for errors)
+    start_key = "guided.reward_model.start_text"
 
     def __init__(self, spec: dict, directory: Path | None = None):
         super().__init__(spec, directory)
@@ -119,7 +121,7 @@ class RewardGuide(Guide):
         from detoxlab.unidetox.distill import start_token_id
 
         self.rm, tokenizer, rm_spec = load(self.reward_dir(), device, dtype)
-        self.start_id = start_token_id(tokenizer, rm_spec["start_text"], key="guided.reward_model.start_text")
+        self.start_id = start_token_id(tokenizer, rm_spec["start_text"], key=self.start_key)
         self.label = rm_spec["labels"].index(self.spec.get("label") or rm_spec["labels"][0])
         return self
 

@@ -3,7 +3,9 @@
 - ``rad`` (the teacher): ``r([x_<=t]) = Linear(h_t)`` -- the score of a whole prefix, so scoring k candidate
   next tokens takes k backbone rows;
 - ``arm`` (the student): ``r([x_<=t, i]) = <h_t, w> + <W h_t, e_i>`` for EVERY next token i at once, with
-  ``e_i`` the backbone's own (tied, frozen) output embeddings -- one backbone row per step.
+  ``e_i`` the backbone's own (tied, frozen) output embeddings -- one backbone row per step;
+- ``nado`` (NADO's token-level model, METHODS.md section 3): ``logit R([x_<=t, i]) = (U h_t + b)_i``, a full
+  vocabulary-sized head, zero-initialised so that ``R = 1/2`` everywhere and NADO's ``q ~ p R`` starts at ``p``.
 
 The backbone is the first ``layers`` blocks of a declared model (plus its final norm and tied embeddings), so
 the reward model shares the guided model's tokenizer. Texts are fed as ``[start] + tokens``. An artifact
@@ -30,7 +32,7 @@ from detoxlab.artifacts import (
 REWARD_KIND = "reward_model"
 SPEC_FILE = "reward.json"
 TENSORS_FILE = "reward.safetensors"
-KINDS = ("rad", "arm")
+KINDS = ("rad", "arm", "nado")
 
 
 def truncate(lm: torch.nn.Module, layers: int) -> torch.nn.Module:
@@ -56,6 +58,10 @@ class RewardModel(torch.nn.Module):
         d, n = lm.config.hidden_size, len(self.labels)
         if kind == "rad":
             self.head = torch.nn.Linear(d, n)
+        elif kind == "nado":
+            self.head = torch.nn.Linear(d, lm.get_output_embeddings().weight.shape[0])
+            torch.nn.init.zeros_(self.head.weight)
+            torch.nn.init.zeros_(self.head.bias)
         else:  # zero-initialised: the marginal term starts at Delta r = 0, where the regulariser pulls it
             self.w = torch.nn.Parameter(torch.zeros(n, d))
             self.W = torch.nn.Parameter(torch.zeros(n, d, d))
@@ -66,7 +72,7 @@ class RewardModel(torch.nn.Module):
         return self.lm.get_output_embeddings().weight
 
     def head_parameters(self) -> list[torch.nn.Parameter]:
-        if self.kind == "rad":
+        if self.kind in ("rad", "nado"):
             return list(self.head.parameters())
         return [self.w, self.W] if self.baseline else [self.W]
 
@@ -79,6 +85,11 @@ class RewardModel(torch.nn.Module):
     # --- RAD -------------------------------------------------------------------------------------------
     def prefix_scores(self, h: torch.Tensor) -> torch.Tensor:
         """RAD: the score of the prefix ending at each position, [..., L]."""
+        return self.head(h)
+
+    # --- NADO ------------------------------------------------------------------------------------------
+    def token_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """NADO: ``logit R(prefix + v)`` for every vocabulary token ``v``, [..., V]."""
         return self.head(h)
 
     # --- ARM -------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""NADO and attribute-controlled fine-tuning (METHODS.md section 3): objectives, trainers, workflow steps."""
