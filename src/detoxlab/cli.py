@@ -40,6 +40,16 @@ def _parse_value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except config_mod.ConfigError as exc:
+        print(f"detoxlab: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detoxlab", description=__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="workflow config (YAML)")
     parser.add_argument("--params", default=None, help="JSON of the validated config keys a step reads")
@@ -100,14 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--no-mmlu", action="store_true")
     p.add_argument("--out-dir", required=True)
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except config_mod.ConfigError as exc:
-        print(f"detoxlab: {exc}", file=sys.stderr)
-        return 2
+    p = sub.add_parser("dvc-sync", help="write dvc.yaml from the Snakemake DAG of the given configs")
+    p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                   help="the configs, as passed to snakemake --configfile")
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="fail if --out differs from the generated file")
+    p = sub.add_parser("dvc-touch", help="after dvc pull/checkout: restore output mtimes in DAG order for "
+                                         "every stage DVC reports up to date, so Snakemake reruns nothing")
+    p.add_argument("--dvc-yaml", default="dvc.yaml")
+    return parser
 
 
 def _add_unidetox_commands(sub) -> None:
@@ -259,7 +270,22 @@ def _run_unidetox(args, cfg: dict) -> bool:
     return True
 
 
+def _run_dvc(args) -> int:
+    from detoxlab.dvcsync import stages, timestamps
+
+    if args.cmd == "dvc-sync":
+        return stages.sync(args.configfile, args.out, check=args.check)
+    touched, left = timestamps.restore(args.dvc_yaml)
+    print(f"dvc-touch: restored the mtimes of {touched} up-to-date stage(s)")
+    if left:
+        print(f"dvc-touch: {len(left)} stage(s) differ from dvc.lock or are missing, left for Snakemake or "
+              f"`dvc repro` to rebuild: {' '.join(left)}")
+    return 0
+
+
 def _run(args) -> int:
+    if args.cmd in ("dvc-sync", "dvc-touch"):
+        return _run_dvc(args)
     from detoxlab import evaluation as ev
 
     cfg = _cfg(args)

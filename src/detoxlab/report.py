@@ -16,6 +16,11 @@ COLUMNS = ["system", "model", "guide", "split", "tp", "tp_lo", "tp_hi", "emt", "
            "gen_seconds", "seconds_per_token", "backbone_calls_per_step", "backbone_rows_per_step", "job_seconds",
            "peak_rss_mb", "failed_scores", "n_prompts"]
 
+# The deterministic columns (no timing): what `dvc metrics` tracks and what must reproduce byte for byte.
+QUALITY = ["tp", "tp_lo", "tp_hi", "emt", "emt_lo", "emt_hi", "tp_id", "tp_ood", "emt_id", "emt_ood", "tp_neutral",
+           "ppl", "ppl_lo", "ppl_hi", "dist1", "dist2", "dist3", "mmlu"]
+TRADEOFF = ["system", "split", "tp", "emt", "ppl", "dist2"]
+
 
 def read_benchmark(path: str | Path) -> dict:
     """One Snakemake ``benchmark:`` TSV (first repetition): wall seconds and peak RSS in MB."""
@@ -131,6 +136,15 @@ def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
     save_png(fig, path, dpi=120)
 
 
+def quality_metrics(rows: list[dict]) -> dict:
+    """``{split: {system: {metric: value}}}`` of the quality columns; NaN (not measured) is left out."""
+    out: dict[str, dict] = defaultdict(dict)
+    for r in rows:
+        out[r["split"]][r["system"]] = {k: r[k] for k in QUALITY if isinstance(r[k], (int, float))
+                                         and math.isfinite(r[k])}
+    return dict(out)
+
+
 def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
     with atomic_file(path) as fh:
         w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -196,6 +210,8 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
         fh.write(sections)
     test_rows = [r for r in rows if r["split"] == "test"] or rows
     plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
+    write_json(out / "metrics.json", quality_metrics(rows))
+    write_csv(out / "tradeoff.csv", test_rows, TRADEOFF)
     write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts, "guided": guided,
                                       "acf": acf})
     return rows

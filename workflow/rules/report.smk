@@ -79,7 +79,17 @@ REPORT_OUTPUTS = GUIDED_PLOTS + [
     "results/report/tox_vs_ppl.png",
     "results/report/cost.csv",
     "results/report/summary.json",
+    "results/report/metrics.json",
+    "results/report/tradeoff.csv",
 ] + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else []) + ACF_PLOTS
+
+# What `dvc metrics` and `dvc plots` show (detoxlab dvc-sync writes these into dvc.yaml): the quality metrics of
+# every system, the test trade-off as a scatter, and the report's figures.
+DVC_METRICS = ["results/report/metrics.json"]
+DVC_PLOTS = {
+    "results/report/tradeoff.csv": {"x": "ppl", "y": "tp", "template": "scatter", "title": "TP vs perplexity"},
+    **{p: {} for p in REPORT_OUTPUTS if p.endswith(".png")},
+}
 
 
 rule report:
@@ -113,6 +123,8 @@ rule report:
         acf=[report(p, caption="../report/acf.rst", category="NADO and ACF") for p in ACF_PLOTS],
         cost=report("results/report/cost.csv", caption="../report/cost.rst", category="Cost"),
         summary="results/report/summary.json",
+        metrics="results/report/metrics.json",
+        tradeoff="results/report/tradeoff.csv",
     params:
         cfg=step_params("report"),
         analysis=lambda wc, input: f"--analysis {input.analysis}" if input.analysis else "",

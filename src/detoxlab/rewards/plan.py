@@ -193,6 +193,19 @@ def split_view(cfg: dict, split: str) -> tuple[dict, str]:
     return view, plain
 
 
+def split_view_sources(cfg: dict, split: str) -> dict[str, list[str]]:
+    """For every key ``split_view`` replaces, the config keys its value is read from (none for project splits)."""
+    name, _ = split_parts(split)
+    if not name:
+        return {}
+    at, own = attribute(cfg, name), f"guided.attributes.{name}"
+    ev = f"{own}.evaluation"
+    return {"prompts": [f"{own}.prompts" if at.get("prompts") else "prompts", ev],
+            "scorer": [f"{own}.scorer" if at.get("scorer") else "scorer"],
+            "generation.samples_per_prompt": ["generation.samples_per_prompt", ev],
+            "evaluation.toxicity.threshold": ["evaluation.toxicity.threshold", ev]}
+
+
 def attribute_view(cfg: dict, name: str) -> dict:
     """A copy of ``cfg`` whose prompts and scorer are the attribute's (its own, or the project's)."""
     at = resolved(cfg, name)
