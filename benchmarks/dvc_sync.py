@@ -27,9 +27,9 @@ COPIED = ["Snakefile", "workflow", "config", "data", "envs", "profiles", "requir
           ".dvcignore"]
 
 
-def run(cmd: list[str], cwd: Path) -> None:
+def run(cmd: list[str], cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def up_to_date_copy(work: Path, config: str, text: str) -> None:
@@ -47,13 +47,14 @@ def up_to_date_copy(work: Path, config: str, text: str) -> None:
             target.write_text(f"{out.name}\n")
     run(["git", "init", "-q"], work)
     run(["dvc", "init", "-q"], work)
+    shutil.copy2(REPO / ".dvc/config", work / ".dvc/config")  # the project's DVC settings
     run(["dvc", "commit", "-f", "-q"], work)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     os.chdir(REPO)
     from detoxlab.dvcsync.stages import render
@@ -66,6 +67,8 @@ def main() -> None:
         up_to_date_copy(work, args.config, text)
         run(["dvc", "status"], work)  # first call fills DVC's state database, as any earlier run would have
         status_s = median_time(lambda: run(["dvc", "status"], work), args.repeats)
+        report = run(["dvc", "status"], work)
+        assert "up to date" in report, report[-2000:]  # the timed calls checked every stage, found nothing
     print(f"{n} stages for {args.config}")
     emit(stages=n, generate_s=generate_s, status_s=status_s)
 

@@ -110,14 +110,16 @@ def scratch_repo(path: Path) -> Path:
     (path / CONFIGS[1]).write_text(OVERLAY)
     run(path, "detoxlab", "dvc-sync", "--configfile", *CONFIGS)
     run(path, "git", "init", "-q")
-    run(path, "git", "add", "-A")
-    run(path, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline")
+    # an identity of the repository's own: `git commit` and `dvc exp run` commit, CI may have none configured
+    run(path, "git", "config", "user.name", "detoxlab tests")
+    run(path, "git", "config", "user.email", "tests@detoxlab.invalid")
+    commit(path, "pipeline")
     return path
 
 
 def commit(repo: Path, msg: str) -> None:
     run(repo, "git", "add", "-A")
-    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", msg)
+    run(repo, "git", "commit", "-qm", msg)
 
 
 def snakemake_plan(repo: Path) -> set[str]:
