@@ -26,6 +26,18 @@ def test_shipped_configs_validate_and_fill_defaults(monkeypatch):
         assert set(cfg["resources"]) >= {"default", "generate"}
 
 
+def test_resources_can_live_in_a_file_of_their_own(smoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    res = tmp_path / "res.yaml"
+    res.write_text("default: {threads: 3, mem_mb: 500}\ngenerate: {gpu: 1}\n")
+    cfg = cfgmod.validate({**copy.deepcopy(smoke), "resources": str(res)})
+    assert cfgmod.step_resources(cfg, "generate") == {"threads": 3, "mem_mb": 500, "runtime": 30, "gpu": 1}
+    assert cfgmod.step_resources(cfg, "score") == {"threads": 3, "mem_mb": 500, "runtime": 30, "gpu": 0}
+    assert "'resources'" in _error({**copy.deepcopy(smoke), "resources": str(tmp_path / "missing.yaml")})
+    res.write_text("generate: {threads: many}\n")
+    assert "'resources.generate.threads'" in _error({**copy.deepcopy(smoke), "resources": str(res)})
+
+
 @pytest.mark.parametrize("mutate, key", [
     (lambda c: c["generation"].update(top_pp=0.9), "generation.top_pp"),
     (lambda c: c.update(genration={}), "genration"),

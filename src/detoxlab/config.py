@@ -69,6 +69,8 @@ def _message(error: jsonschema.ValidationError) -> str:
 def validate(config: Mapping[str, Any]) -> dict:
     """Return a validated copy of ``config`` with defaults filled in; raise :class:`ConfigError`."""
     cfg = copy.deepcopy(dict(config))
+    if isinstance(cfg.get("resources"), str):
+        cfg["resources"] = _resources_file(cfg["resources"])
     errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
     if errors:
         # the deepest error inside a oneOf/allOf is the informative one
@@ -78,6 +80,17 @@ def validate(config: Mapping[str, Any]) -> dict:
         raise ConfigError(_key(best), _message(best))
     _check_references(cfg)
     return cfg
+
+
+def _resources_file(path: str) -> Any:
+    """``resources: <file>``: scheduler resources kept out of the hyperparameter file (every ``dvc status``
+    parses that file once per stage, and resources are not what results depend on)."""
+    if not Path(path).is_file():
+        raise ConfigError("resources", f"resources file not found: {path}")
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("resources", f"{path} is not valid YAML: {exc}") from exc
 
 
 def _check_models_resolvable(cfg: dict) -> None:
