@@ -39,7 +39,7 @@ def stage_name(job: Job) -> str:
 def code_deps(job: Job, workdir: Path) -> list[str]:
     """The rule's definition and the detoxlab package. Finer code deps (each step's import closure, file by
     file or by subpackage) made dvc.lock several times larger and ``dvc status`` on the default DAG two to
-    four times slower, past its 10 s budget; a code change therefore reruns every DVC stage."""
+    four times slower; the price is that a code change reruns every DVC stage."""
     deps = [job.snakefile, str(SOURCE_DIR)]
     missing = [d for d in deps if not (workdir / d).exists()]
     if missing:
