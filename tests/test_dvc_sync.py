@@ -60,8 +60,8 @@ def test_file_params_list_the_fewest_keys_present_in_each_file():
 
 def test_stage_names_use_only_characters_dvc_allows():
     job = Job(rule="generate", wildcards={"split": "sentiment.test", "model": "m.unidetox.lr0.001", "guide": "none"},
-              inputs=[], outputs=["o"], benchmark=None, params_json=None, snakefile="s", input_items=[],
-              same_rule_upstream=False, level=0)
+              inputs=[], outputs=["o"], directories=[], benchmark=None, params_json=None, snakefile="s",
+              input_items=[], same_rule_upstream=False)
     assert stage_name(job) == "generate-sentiment_test-m_unidetox_lr0_001-none"
 
 

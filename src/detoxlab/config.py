@@ -82,15 +82,21 @@ def validate(config: Mapping[str, Any]) -> dict:
     return cfg
 
 
+def _read_yaml(path: str | Path, key: str, what: str) -> Any:
+    """A YAML file's content; a missing or unparsable file is a ConfigError at ``key``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(key, f"{what} file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(key, f"{path} is not valid YAML: {exc}") from exc
+
+
 def _resources_file(path: str) -> Any:
     """``resources: <file>``: scheduler resources kept out of the hyperparameter file (every ``dvc status``
     parses that file once per stage, and resources are not what results depend on)."""
-    if not Path(path).is_file():
-        raise ConfigError("resources", f"resources file not found: {path}")
-    try:
-        return yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError("resources", f"{path} is not valid YAML: {exc}") from exc
+    return _read_yaml(path, "resources", "resources")
 
 
 def _check_models_resolvable(cfg: dict) -> None:
@@ -292,13 +298,7 @@ def judge_for(cfg: Mapping, model: str) -> str:
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("<file>", f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError("<file>", f"{path} is not valid YAML: {exc}") from exc
+    raw = _read_yaml(path, "<file>", "config")
     if not isinstance(raw, dict):
         raise ConfigError("<root>", f"{path} must contain a mapping")
     if overrides:

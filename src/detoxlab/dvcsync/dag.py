@@ -19,12 +19,12 @@ class Job:
     wildcards: dict[str, str]
     inputs: list[str]
     outputs: list[str]
+    directories: list[str]  # the outputs declared as directory()
     benchmark: str | None
     params_json: str | None  # the ``cfg`` param: JSON of the config keys the step reads
     snakefile: str  # the file that defines the rule, relative to the workdir
     input_items: list[str]  # names and positional indices of the rule's input items
     same_rule_upstream: bool  # an input comes from another job of the same rule
-    level: int  # topological level: every input's producer has a lower level
 
 
 @dataclass
@@ -62,16 +62,16 @@ def _read(api, configfiles: list[str], snakefile: str, root: Path) -> Dag:
     workflow._build_dag()
     dag = workflow.dag
     jobs = []
-    for level, level_jobs in enumerate(dag.toposorted()):
+    for level_jobs in dag.toposorted():
         for job in sorted(level_jobs, key=lambda j: (j.rule.name, sorted(j.wildcards.items()))):
             if not job.output:  # target rules such as `all` produce nothing
                 continue
             same = any(dep.rule is job.rule for dep in dag.dependencies[job])
-            jobs.append(_job(job, level, root, same))
+            jobs.append(_job(job, root, same))
     return Dag(jobs=jobs, config=dict(workflow.config), globals=dict(workflow.globals))
 
 
-def _job(job, level: int, root: Path, same_rule_upstream: bool) -> Job:
+def _job(job, root: Path, same_rule_upstream: bool) -> Job:
     rule = job.rule
     names = list(rule.input._names)
     params = dict(job.params.items())
@@ -82,8 +82,9 @@ def _job(job, level: int, root: Path, same_rule_upstream: bool) -> Job:
     return Job(rule=rule.name, wildcards={k: wildcards[k] for k in order},
                inputs=sorted(dict.fromkeys(str(f) for f in job.input)),
                outputs=[str(f) for f in job.output],
+               directories=[str(f) for f in job.output if f.is_directory],
                benchmark=str(job.benchmark) if job.benchmark else None,
                params_json=params.get("cfg"),
                snakefile=str(Path(rule.snakefile).resolve().relative_to(root)),
                input_items=names + [str(i) for i in range(len(rule.input))],
-               same_rule_upstream=same_rule_upstream, level=level)
+               same_rule_upstream=same_rule_upstream)
