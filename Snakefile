@@ -1,5 +1,7 @@
 # detoxlab: detoxify language models and evaluate every system (model + guide) on one protocol.
 # Rules live in workflow/rules/; this file only includes them and names the final target.
+# Rules marked `localrule: True` are cheap (tables, plots, selections, guide descriptors): on a cluster they run in
+# the submitting Snakemake process instead of queueing as jobs.
 
 # The embedded default, unless configs are named with --configfile (which then replace it, not merge into it).
 if not workflow.overwrite_configfiles:
@@ -18,6 +20,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    localrule: True
     input:
         REPORT_OUTPUTS,
     default_target: True

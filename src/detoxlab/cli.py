@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. generation.samples_per_prompt=5")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="GPUs the scheduler granted this job (rules pass their `gpu` resource); 0 means CPU")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     sub.add_parser("check-config", help="validate the config and print it with defaults filled in")
@@ -287,7 +289,9 @@ def _run(args) -> int:
     if args.cmd in ("dvc-sync", "dvc-touch"):
         return _run_dvc(args)
     from detoxlab import evaluation as ev
+    from detoxlab.device import grant
 
+    grant(args.gpus)
     cfg = _cfg(args)
     if _run_unidetox(args, cfg) or _run_guided(args, cfg) or _run_acf(args, cfg):
         return 0

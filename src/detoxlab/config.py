@@ -8,7 +8,8 @@ config fails before any job runs, with the offending key in the message.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,9 @@ def _check_references(cfg: dict) -> None:
             raise ConfigError(f"evaluation.perplexity.judges[{i}]", f"model '{name}' is not declared under 'models'")
     for target in cfg["systems"]["targets"]:
         judge_for(cfg, target)
+    for name in cfg["resources"].get("model_params_b", {}):
+        if name not in models:
+            raise ConfigError(f"resources.model_params_b.{name}", f"model '{name}' is not declared under 'models'")
     if cfg.get("unidetox"):
         _check_unidetox(cfg)
     if cfg.get("guided"):
@@ -321,6 +325,33 @@ def step_resources(cfg: Mapping, step: str) -> dict:
     merged.update(res.get("default", {}))
     merged.update(res.get(step, {}))
     return merged
+
+
+def model_params_b(cfg: Mapping, models: Iterable[str]) -> float:
+    """Size (billions of parameters) of the largest of ``models``; a derived model (``<base>.<method>...``)
+    counts as its base, and a model without a declared size as 0."""
+    sizes = cfg["resources"].get("model_params_b", {})
+    return max((sizes.get(m.split(".", 1)[0], 0.0) for m in models), default=0.0)
+
+
+def job_resources(cfg: Mapping, step: str, models: Iterable[str] = ()) -> dict:
+    """Scheduler resources of one job of ``step`` that loads ``models``: memory and time grow linearly with the
+    largest model's size (``scale`` per billion parameters); SLURM placement keys are passed through."""
+    r = step_resources(cfg, step)
+    size = model_params_b(cfg, models)
+    scale = r.get("scale", {})
+    out = {
+        "mem_mb": math.ceil(r["mem_mb"] + scale.get("mem_mb", 0) * size),
+        "runtime": math.ceil(r["runtime"] + scale.get("runtime", 0) * size),
+        "gpu": r["gpu"],
+    }
+    if r.get("partition"):
+        out["slurm_partition"] = r["partition"]
+    if r.get("constraint"):
+        out["constraint"] = r["constraint"]
+    if r["gpu"] and r.get("gpu_model"):
+        out["gpu_model"] = r["gpu_model"]
+    return out
 
 
 #: The config keys each workflow step reads. Rules pass exactly these (as JSON params), so a job reruns when

@@ -1,20 +1,54 @@
 """Device, dtype and thread selection for rule code.
 
-A job uses CUDA only when it was given a GPU (CUDA visible and requested); otherwise it runs on the CPU in
-float32. ``torch.cuda`` is never touched when the config or the environment rules a GPU out.
+A job uses CUDA only when it was given a GPU: the scheduler granted one (``--gpus``, which rules fill from their
+``gpu`` resource) and CUDA can see one. Otherwise it runs on the CPU in float32, and ``torch.cuda`` is never
+touched when the grant, the config or the environment rules a GPU out.
+
+Inside a SLURM allocation the visible devices are the job's own. A local run (``snakemake --resources gpu=N``)
+has no such isolation: Snakemake caps how many GPU jobs run at once but tells none of them which GPU is theirs,
+so each job claims a free one with an exclusive lock file, held until the process exits.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 
+log = logging.getLogger(__name__)
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: how many GPUs the scheduler granted this process; unset means "whatever is visible" (a hand-run command)
+GRANT_ENV = "DETOXLAB_GPUS"
+LOCK_DIR_ENV = "DETOXLAB_GPU_LOCK_DIR"
+_held: list = []  # open lock files: a claim lasts as long as the process
+_claimed: int | None = None
+
+
+def grant(gpus: int | None) -> None:
+    """Record the scheduler's GPU grant for this process (the CLI's ``--gpus``)."""
+    if gpus is not None:
+        os.environ[GRANT_ENV] = str(int(gpus))
+
+
+def _granted() -> int | None:
+    value = os.environ.get(GRANT_ENV)
+    return None if value in (None, "") else int(value)
 
 
 def pick_device(preference: str = "auto") -> torch.device:
     if preference == "cpu":
+        return torch.device("cpu")
+    granted = _granted()
+    if granted == 0:
+        if preference == "cuda":
+            raise RuntimeError("device: 'cuda' requested but the job was granted no GPU (its step's `gpu` "
+                               "resource is 0)")
         return torch.device("cpu")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
@@ -22,10 +56,68 @@ def pick_device(preference: str = "auto") -> torch.device:
             raise RuntimeError("device: 'cuda' requested but CUDA_VISIBLE_DEVICES hides every GPU")
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        index = 0 if "SLURM_JOB_ID" in os.environ else _local_gpu()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     if preference == "cuda":
         raise RuntimeError("device: 'cuda' requested but no CUDA device is available")
     return torch.device("cpu")
+
+
+def _local_gpu() -> int:
+    """This process's GPU on a machine shared with other jobs: claimed once, kept for every later model."""
+    global _claimed
+    if _claimed is None:
+        _claimed = claim_gpu(_physical_ids(torch.cuda.device_count()))
+    return _claimed
+
+
+def _physical_ids(count: int) -> list[str]:
+    """Machine-wide names of the visible GPUs: CUDA_VISIBLE_DEVICES entries when set, else indices."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(count)]
+    return ids[:count]
+
+
+def _lock_dir() -> Path:
+    path = Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "detoxlab-gpu-locks")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def try_claim(ids: list[str]) -> int | None:
+    """Index (into ``ids``) of a GPU this process now holds exclusively, or None when every one is taken."""
+    for index, gpu in enumerate(ids):
+        handle = open(_lock_dir() / f"gpu-{gpu.replace('/', '_')}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _held.append(handle)
+        return index
+    return None
+
+
+def claim_gpu(ids: list[str], poll_s: float = 2.0) -> int:
+    """Claim a free GPU, waiting for one when more GPU jobs run than there are GPUs (a local run without
+    ``--resources gpu=N``): two jobs sharing a device would compete for its memory."""
+    index = try_claim(ids)
+    if index is None:
+        log.warning("all %d GPUs are taken by other jobs; waiting for one (run snakemake with --resources gpu=%d)",
+                    len(ids), len(ids))
+        while index is None:
+            time.sleep(poll_s)
+            index = try_claim(ids)
+    log.info("using GPU %s", ids[index])
+    return index
+
+
+def release_gpus() -> None:
+    global _claimed
+    _claimed = None
+    while _held:
+        _held.pop().close()
 
 
 def pick_dtype(cfg_dtype: dict, device: torch.device) -> torch.dtype:

@@ -32,7 +32,7 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} acf-samples --model-dir {params.model}"
+            JOB + " acf-samples --model-dir {params.model}"
             " --out {output.rows} > {log} 2>&1"
 
     rule nado:
@@ -60,7 +60,7 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} nado --samples {input.samples}"
+            JOB + " nado --samples {input.samples}"
             " --proposal-dir {params.proposal} --target-dir {params.target} --backbone-dir {input.backbone}"
             " {params.previous} --out {output} > {log} 2>&1"
 
@@ -82,7 +82,7 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} acf-general --model-dir {input}"
+            JOB + " acf-general --model-dir {input}"
             " --out {output.rows} > {log} 2>&1"
 
     rule acf_finetune:
@@ -109,7 +109,7 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} acf-finetune --run {wildcards.run}"
+            JOB + " acf-finetune --run {wildcards.run}"
             " --iteration {wildcards.i} --data {input.data} --start-dir {params.start} --nado-dir {input.nado}"
             " --root-dir {input.root} --root {params.root} {params.general} --out {output} > {log} 2>&1"
 
@@ -134,7 +134,7 @@ if config.get("acf"):
             conda:
                 ENV
             shell:
-                "detoxlab --params {params.cfg:q} --threads {threads} acf-filtering --data {input.data}"
+                JOB + " acf-filtering --data {input.data}"
                 " --model-dir {input.model} --root {params.root} --out {output} > {log} 2>&1"
 
     if ACF["baselines"].get("rl") is not None:
@@ -158,10 +158,11 @@ if config.get("acf"):
             conda:
                 ENV
             shell:
-                "detoxlab --params {params.cfg:q} --threads {threads} acf-rl --model-dir {input.model}"
+                JOB + " acf-rl --model-dir {input.model}"
                 " --root {params.root} --out {output} > {log} 2>&1"
 
     rule acf_classification_data:
+        localrule: True
         input:
             acf_plan.BASE_SAMPLES,
         output:
@@ -208,10 +209,11 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} acf-classify --data {input.data}"
+            JOB + " acf-classify --data {input.data}"
             " --model-dir {input.model} --root {params.root} {params.reg} --out {output} > {log} 2>&1"
 
     rule nado_guide:
+        localrule: True
         input:
             acf_plan.BASE_NADO,
         output:

@@ -20,6 +20,9 @@ config.clear()
 config.update(_validated)
 
 ENV = "../../envs/detoxlab.yaml"
+# How a rule calls its step: the config keys it reads, and the cores and GPUs the scheduler granted it (the step's
+# code takes its device from that grant, so a job given no GPU stays on the CPU).
+JOB = "detoxlab --params {params.cfg:q} --threads {threads} --gpus {resources.gpu}"
 NO_GUIDE = "none"
 
 MODEL_DIR = "results/models/{model}"
@@ -104,13 +107,19 @@ def res(step):
     return dl_config.step_resources(config, step)
 
 
+def job_models(wildcards, input):
+    """The models a job loads: the directories of its input under results/models/, and the one it writes."""
+    prefix = MODEL_DIR.format(model="")
+    names = [str(p)[len(prefix):].split("/", 1)[0] for p in input if str(p).startswith(prefix)]
+    return names + ([wildcards.model] if "model" in wildcards.keys() else [])
+
+
 def job_resources(step):
-    """Scheduler resources of a step; ``gpu`` only where the config grants one."""
-    r = res(step)
-    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"]}
-    if r["gpu"] > 0:
-        out["gpu"] = r["gpu"]
-    return out
+    """Scheduler resources of a step's jobs, from the config's resources (see ``dl_config.job_resources``):
+    memory and time are worked out per job from the size of the models it loads."""
+    keys = dl_config.job_resources(config, step)
+    sized = lambda key: lambda wc, input: dl_config.job_resources(config, step, job_models(wc, input))[key]
+    return {key: sized(key) if key in ("mem_mb", "runtime") else value for key, value in keys.items()}
 
 
 def model_deps(wildcards):

@@ -23,7 +23,7 @@ rule generate:
     conda:
         ENV
     shell:
-        "detoxlab --params {params.cfg:q} --threads {threads} generate --model-dir {input.model}"
+        JOB + " generate --model-dir {input.model}"
         " --guide-dir {params.guide} --split {wildcards.split} --out {output.rows} > {log} 2>&1"
 
 
@@ -67,11 +67,12 @@ rule perplexity:
     conda:
         ENV
     shell:
-        "detoxlab --params {params.cfg:q} --threads {threads} perplexity --generations {input.generations}"
+        JOB + " perplexity --generations {input.generations}"
         " --judge-dir {input.judge} --out {output.rows} > {log} 2>&1"
 
 
 rule metrics:
+    localrule: True
     input:
         generations="results/eval/{split}/{model}--{guide}/generations.jsonl",
         scores="results/eval/{split}/{model}--{guide}/scores.jsonl",
@@ -119,5 +120,5 @@ rule mmlu:
     conda:
         ENV
     shell:
-        "detoxlab --params {params.cfg:q} --threads {threads} mmlu --model-dir {input.model}"
+        JOB + " mmlu --model-dir {input.model}"
         " --guide-dir {params.guide} --out {output} > {log} 2>&1"

@@ -29,7 +29,7 @@ if config.get("guided"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} reward-data --attribute {wildcards.attribute}"
+            JOB + " reward-data --attribute {wildcards.attribute}"
             " --model-dir {input.model} --out {output.rows} > {log} 2>&1"
 
     rule train_reward:
@@ -52,11 +52,12 @@ if config.get("guided"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} train-reward --attribute {wildcards.attribute}"
+            JOB + " train-reward --attribute {wildcards.attribute}"
             " --variant {wildcards.variant} --backbone-dir {input.backbone} --data {input.data} {params.teacher}"
             " --out {output} > {log} 2>&1"
 
     rule reward_guide:
+        localrule: True
         input:
             REWARD_DIR,
         output:
@@ -78,6 +79,7 @@ if config.get("guided"):
             " --beta={wildcards.beta} --out {output} > {log} 2>&1"
 
     rule select_reward_guide:
+        localrule: True
         input:
             dirs=lambda wc: [GUIDE_DIR.format(guide=p.guide) for p in reward_choice(wc).candidates],
             metrics=lambda wc: [

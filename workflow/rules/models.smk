@@ -18,10 +18,11 @@ rule materialize_model:
     conda:
         ENV
     shell:
-        "detoxlab --params {params.cfg:q} --threads {threads} materialize --model {wildcards.model} --out {output} > {log} 2>&1"
+        JOB + " materialize --model {wildcards.model} --out {output} > {log} 2>&1"
 
 
 rule build_guide:
+    localrule: True
     output:
         directory(GUIDE_DIR),
     wildcard_constraints:

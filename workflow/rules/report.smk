@@ -93,6 +93,7 @@ DVC_PLOTS = {
 
 
 rule report:
+    localrule: True
     input:
         metrics=METRICS,
         mmlu=MMLU,

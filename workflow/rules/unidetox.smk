@@ -28,7 +28,7 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} toxic-corpus --model-dir {input.model}"
+            JOB + " toxic-corpus --model-dir {input.model}"
             " --out {output.rows} > {log} 2>&1"
 
     rule toxic_model:
@@ -50,7 +50,7 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} toxic-model --model-dir {input.model}"
+            JOB + " toxic-model --model-dir {input.model}"
             " --corpus {input.corpus} --root {params.root} --out {output} > {log} 2>&1"
 
     rule distill:
@@ -76,7 +76,7 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} distill --model-dir {input.model}"
+            JOB + " distill --model-dir {input.model}"
             " {params.toxic} --out {output.rows} > {log} 2>&1"
 
     rule finetune_on_text:
@@ -102,7 +102,7 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} finetune --model-dir {input.model}"
+            JOB + " finetune --model-dir {input.model}"
             " --texts {input.texts} --lr={wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
 
     rule task_arithmetic:
@@ -146,7 +146,7 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            "detoxlab --params {params.cfg:q} --threads {threads} lm-steer-train --model-dir {input.model}"
+            JOB + " lm-steer-train --model-dir {input.model}"
             " --corpus {input.corpus} --out {output} > {log} 2>&1"
 
     rule lm_steer_model:
@@ -173,6 +173,7 @@ if config.get("unidetox"):
             " --epsilon={wildcards.eps} --root {wildcards.target} --out {output} > {log} 2>&1"
 
     rule dexperts_guide:
+        localrule: True
         input:
             toxic=MODEL_DIR.format(model=TOXIC),
         output:
@@ -195,6 +196,7 @@ if config.get("unidetox"):
             " --out {output} > {log} 2>&1"
 
     rule select_model:
+        localrule: True
         input:
             dirs=selection_dirs,
             metrics=selection_metrics,
@@ -221,6 +223,7 @@ if config.get("unidetox"):
             " --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"
 
     rule select_guide:
+        localrule: True
         input:
             dirs=selection_dirs,
             metrics=selection_metrics,
