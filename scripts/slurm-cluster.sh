@@ -62,7 +62,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 KillWait=5
 GresTypes=gpu
 NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:$gpus State=UNKNOWN
@@ -82,15 +82,19 @@ EOF
     touch "$dir/munged.started"
     for _ in $(seq 50); do [ -S /run/munge/munge.socket.2 ] && break; sleep 0.1; done
   fi
+  # from here on, a failure stops whatever did start and removes the configuration
+  trap 'stop "$dir"' ERR
   slurmctld
   slurmd
   for _ in $(seq 60); do
     if sinfo -h -o %t 2>/dev/null | grep -qx idle; then
+      trap - ERR
       return 0
     fi
     sleep 0.5
   done
   echo "slurm-cluster: the node did not come up; see $dir/slurmctld.log and $dir/slurmd.log" >&2
+  trap - ERR
   stop "$dir"
   return 1
 }
@@ -111,7 +115,7 @@ stop() {
     if [ -f "$ETC/$name" ] && grep -qF "$MARK" "$ETC/$name"; then rm -f "$ETC/$name"; fi
   done
   if [ -f "$dir/munged.started" ]; then
-    pkill -x munged || true
+    kill "$(cat /run/munge/munged.pid 2>/dev/null)" 2>/dev/null || true
     rm -f "$dir/munged.started"
   fi
 }

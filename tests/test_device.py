@@ -110,14 +110,23 @@ def test_a_local_gpu_job_takes_a_gpu_no_other_job_holds(two_fake_gpus, tmp_path)
     assert dev.try_claim(["0", "1"]) == 0  # freed when that job ended
 
 
-def test_visible_devices_name_the_locks_and_slurm_allocations_take_no_lock(two_fake_gpus, monkeypatch, tmp_path):
+def test_locks_are_named_by_visible_device_and_slurm_allocation(two_fake_gpus, monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the user handed detoxlab physical GPUs 2 and 3
     assert dev.pick_device("cuda") == torch.device("cuda", 0)
     assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == ["gpu-2.lock"]
     dev.release_gpus()
-    monkeypatch.setenv("SLURM_JOB_ID", "17")  # SLURM already isolated the job's GPUs
-    monkeypatch.setattr(dev, "claim_gpu", lambda ids: pytest.fail("a SLURM job must not take local locks"))
-    assert dev.pick_device("auto") == torch.device("cuda", 0)
+    # inside SLURM allocation 17 (numbering its own GPUs 0 and 1), a job of allocation 99 holding "its" GPU 0
+    # is no reason to wait
+    monkeypatch.setenv("SLURM_JOB_ID", "17")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    other = _hold_lock(tmp_path / "locks/gpu-slurm99-0.lock")
+    try:
+        assert dev.pick_device("auto") == torch.device("cuda", 0)
+    finally:
+        other.stdin.close()
+        other.wait()
+    assert (tmp_path / "locks/gpu-slurm17-0.lock").is_file()
+
 
 
 def test_a_rule_granting_no_gpu_keeps_its_job_off_cuda_on_a_machine_that_shows_gpus(tiny_llama_dir, tmp_path,

@@ -43,11 +43,15 @@ def cluster(tmp_path_factory):
         pytest.fail("the SLURM test needs root and Debian's slurm-wlm and munge: run scripts/test-slurm.sh")
     state = tmp_path_factory.mktemp("slurm")
     script = str(REPO / "scripts/slurm-cluster.sh")
-    subprocess.run(["bash", script, "start", str(state)], check=True, timeout=120)
     try:
+        subprocess.run(["bash", script, "start", str(state)], check=True, timeout=120)
         yield state
     finally:
-        subprocess.run(["scancel", "--full", "--user", "root"], timeout=60)
+        # nothing of ours may outlive the test: its jobs, then the daemons and their configuration
+        if subprocess.run(["scancel", "--full", "--user", "root"], timeout=60).returncode == 0:
+            deadline = time.time() + 60
+            while time.time() < deadline and _slurm("squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING"):
+                time.sleep(1)
         subprocess.run(["bash", script, "stop", str(state)], timeout=120)
 
 
@@ -104,8 +108,8 @@ def test_the_smoke_config_runs_through_sbatch_and_gives_the_local_report(slurm_r
         assert len(list(work.glob(f"results/logs/slurm/rule_{rule}/*/{jobid}.log"))) == 1, (rule, jobid)
         job = _job(jobid)
         assert job["JobState"] == "COMPLETED" and job["JobName"].startswith("detoxlab_"), job
-        if rule == "generate":
-            assert job["Partition"] == "gpu" and job.get("TresPerJob") == "gres:gpu:1", job
+        if rule == "generate":  # Slurm 22.05 writes gres:gpu:1, later releases gres/gpu:1
+            assert job["Partition"] == "gpu" and job.get("TresPerJob") in ("gres:gpu:1", "gres/gpu:1"), job
         else:
             assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerJob", ""), job
     for name in ("metrics.json", "tradeoff.csv"):  # the quality metrics (table.csv also has timings)

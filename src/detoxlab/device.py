@@ -4,9 +4,11 @@ A job uses CUDA only when it was given a GPU: the scheduler granted one (``--gpu
 ``gpu`` resource) and CUDA can see one. Otherwise it runs on the CPU in float32, and ``torch.cuda`` is never
 touched when the grant, the config or the environment rules a GPU out.
 
-Inside a SLURM allocation the visible devices are the job's own. A local run (``snakemake --resources gpu=N``)
-has no such isolation: Snakemake caps how many GPU jobs run at once but tells none of them which GPU is theirs,
-so each job claims a free one with an exclusive lock file, held until the process exits.
+Snakemake caps how many GPU jobs run at once (``--resources gpu=N``) but tells none of them which GPU is theirs,
+so each job claims a free visible GPU with an exclusive lock file, held until the process exits. Locks are
+machine-wide, named by the device's entry in CUDA_VISIBLE_DEVICES (or its index), and, inside a SLURM
+allocation, by the allocation too: the jobs of one allocation share its GPUs, other allocations' GPUs are not
+theirs to wait for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 #: how many GPUs the scheduler granted this process; unset means "whatever is visible" (a hand-run command)
 GRANT_ENV = "DETOXLAB_GPUS"
 LOCK_DIR_ENV = "DETOXLAB_GPU_LOCK_DIR"
-_held: list = []  # open lock files: a claim lasts as long as the process
+_held: list[int] = []  # descriptors of the locks held: a claim lasts as long as the process
 _claimed: int | None = None
 
 
@@ -56,7 +57,7 @@ def pick_device(preference: str = "auto") -> torch.device:
             raise RuntimeError("device: 'cuda' requested but CUDA_VISIBLE_DEVICES hides every GPU")
         return torch.device("cpu")
     if torch.cuda.is_available():
-        index = 0 if "SLURM_JOB_ID" in os.environ else _local_gpu()
+        index = _claimed_gpu()
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     if preference == "cuda":
@@ -64,8 +65,8 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def _local_gpu() -> int:
-    """This process's GPU on a machine shared with other jobs: claimed once, kept for every later model."""
+def _claimed_gpu() -> int:
+    """This process's GPU: claimed once, kept for every later model it loads."""
     global _claimed
     if _claimed is None:
         _claimed = claim_gpu(_physical_ids(torch.cuda.device_count()))
@@ -73,28 +74,37 @@ def _local_gpu() -> int:
 
 
 def _physical_ids(count: int) -> list[str]:
-    """Machine-wide names of the visible GPUs: CUDA_VISIBLE_DEVICES entries when set, else indices."""
+    """Machine-wide names of the visible GPUs: CUDA_VISIBLE_DEVICES entries when set, else indices; prefixed
+    by the SLURM allocation, whose device numbering is its own."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(count)]
-    return ids[:count]
+    allocation = os.environ.get("SLURM_JOB_ID")
+    return [f"slurm{allocation}-{i}" if allocation else i for i in ids[:count]]
 
 
 def _lock_dir() -> Path:
-    path = Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "detoxlab-gpu-locks")
-    path.mkdir(parents=True, exist_ok=True)
+    """One directory per machine (not TMPDIR, which Snakemake may set per job), writable by every user."""
+    path = Path(os.environ.get(LOCK_DIR_ENV) or "/tmp/detoxlab-gpu-locks")
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.chmod(0o1777)
+        except PermissionError:  # another user created it first
+            pass
     return path
 
 
 def try_claim(ids: list[str]) -> int | None:
     """Index (into ``ids``) of a GPU this process now holds exclusively, or None when every one is taken."""
     for index, gpu in enumerate(ids):
-        handle = open(_lock_dir() / f"gpu-{gpu.replace('/', '_')}.lock", "w")
+        lock = _lock_dir() / f"gpu-{gpu.replace('/', '_')}.lock"
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: another user's lock file opens too
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.close()
+            os.close(fd)
             continue
-        _held.append(handle)
+        _held.append(fd)
         return index
     return None
 
@@ -117,7 +127,7 @@ def release_gpus() -> None:
     global _claimed
     _claimed = None
     while _held:
-        _held.pop().close()
+        os.close(_held.pop())
 
 
 def pick_dtype(cfg_dtype: dict, device: torch.device) -> torch.dtype:

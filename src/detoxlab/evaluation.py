@@ -94,11 +94,11 @@ def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: st
 
 
 def step_score(cfg: dict, generations: str, out: str) -> dict:
-    from detoxlab.scorers import build_scorer, score_texts
+    from detoxlab.scorers import score_texts, scorer_from_config
 
     spec = {k: v for k, v in cfg["scorer"].items() if k != "batch_size"}
     rows = read_jsonl(generations)
-    scorer = build_scorer(spec)
+    scorer = scorer_from_config(cfg["scorer"])
     result = score_texts(scorer, [r["continuation"] for r in rows], batch_size=cfg["scorer"]["batch_size"],
                          progress=True)
     write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "toxicity": float(s)}

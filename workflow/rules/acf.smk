@@ -32,8 +32,10 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            JOB + " acf-samples --model-dir {params.model}"
-            " --out {output.rows} > {log} 2>&1"
+            job(
+                "acf-samples --model-dir {params.model}"
+                " --out {output.rows} > {log} 2>&1"
+            )
 
     rule nado:
         input:
@@ -60,9 +62,11 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            JOB + " nado --samples {input.samples}"
-            " --proposal-dir {params.proposal} --target-dir {params.target} --backbone-dir {input.backbone}"
-            " {params.previous} --out {output} > {log} 2>&1"
+            job(
+                "nado --samples {input.samples}"
+                " --proposal-dir {params.proposal} --target-dir {params.target} --backbone-dir {input.backbone}"
+                " {params.previous} --out {output} > {log} 2>&1"
+            )
 
     rule acf_general:
         input:
@@ -82,8 +86,10 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            JOB + " acf-general --model-dir {input}"
-            " --out {output.rows} > {log} 2>&1"
+            job(
+                "acf-general --model-dir {input}"
+                " --out {output.rows} > {log} 2>&1"
+            )
 
     rule acf_finetune:
         input:
@@ -109,9 +115,11 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            JOB + " acf-finetune --run {wildcards.run}"
-            " --iteration {wildcards.i} --data {input.data} --start-dir {params.start} --nado-dir {input.nado}"
-            " --root-dir {input.root} --root {params.root} {params.general} --out {output} > {log} 2>&1"
+            job(
+                "acf-finetune --run {wildcards.run}"
+                " --iteration {wildcards.i} --data {input.data} --start-dir {params.start} --nado-dir {input.nado}"
+                " --root-dir {input.root} --root {params.root} {params.general} --out {output} > {log} 2>&1"
+            )
 
     if ACF["baselines"].get("filtering") is not None:
 
@@ -134,8 +142,10 @@ if config.get("acf"):
             conda:
                 ENV
             shell:
-                JOB + " acf-filtering --data {input.data}"
-                " --model-dir {input.model} --root {params.root} --out {output} > {log} 2>&1"
+                job(
+                    "acf-filtering --data {input.data}"
+                    " --model-dir {input.model} --root {params.root} --out {output} > {log} 2>&1"
+                )
 
     if ACF["baselines"].get("rl") is not None:
 
@@ -158,8 +168,10 @@ if config.get("acf"):
             conda:
                 ENV
             shell:
-                JOB + " acf-rl --model-dir {input.model}"
-                " --root {params.root} --out {output} > {log} 2>&1"
+                job(
+                    "acf-rl --model-dir {input.model}"
+                    " --root {params.root} --out {output} > {log} 2>&1"
+                )
 
     rule acf_classification_data:
         localrule: True
@@ -209,8 +221,10 @@ if config.get("acf"):
         conda:
             ENV
         shell:
-            JOB + " acf-classify --data {input.data}"
-            " --model-dir {input.model} --root {params.root} {params.reg} --out {output} > {log} 2>&1"
+            job(
+                "acf-classify --data {input.data}"
+                " --model-dir {input.model} --root {params.root} {params.reg} --out {output} > {log} 2>&1"
+            )
 
     rule nado_guide:
         localrule: True

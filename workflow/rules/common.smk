@@ -20,8 +20,8 @@ config.clear()
 config.update(_validated)
 
 ENV = "../../envs/detoxlab.yaml"
-# How a rule calls its step: the config keys it reads, and the cores and GPUs the scheduler granted it (the step's
-# code takes its device from that grant, so a job given no GPU stays on the CPU).
+# The command line of a step's job: the config keys it reads, and the cores and GPUs the scheduler granted it (the
+# step's code takes its device from that grant, so a job given no GPU stays on the CPU).
 JOB = "detoxlab --params {params.cfg:q} --threads {threads} --gpus {resources.gpu}"
 NO_GUIDE = "none"
 
@@ -105,6 +105,11 @@ def eval_params(step):
 
 def res(step):
     return dl_config.step_resources(config, step)
+
+
+def job(command):
+    """A shell command running one ``detoxlab`` step as a job (see ``JOB``)."""
+    return f"{JOB} {command}"
 
 
 def job_models(wildcards, input):

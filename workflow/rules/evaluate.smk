@@ -23,8 +23,10 @@ rule generate:
     conda:
         ENV
     shell:
-        JOB + " generate --model-dir {input.model}"
-        " --guide-dir {params.guide} --split {wildcards.split} --out {output.rows} > {log} 2>&1"
+        job(
+            "generate --model-dir {input.model}"
+            " --guide-dir {params.guide} --split {wildcards.split} --out {output.rows} > {log} 2>&1"
+        )
 
 
 rule score:
@@ -45,7 +47,7 @@ rule score:
     conda:
         ENV
     shell:
-        "detoxlab --params {params.cfg:q} score --generations {input} --out {output.rows} > {log} 2>&1"
+        job("score --generations {input} --out {output.rows} > {log} 2>&1")
 
 
 rule perplexity:
@@ -67,8 +69,10 @@ rule perplexity:
     conda:
         ENV
     shell:
-        JOB + " perplexity --generations {input.generations}"
-        " --judge-dir {input.judge} --out {output.rows} > {log} 2>&1"
+        job(
+            "perplexity --generations {input.generations}"
+            " --judge-dir {input.judge} --out {output.rows} > {log} 2>&1"
+        )
 
 
 rule metrics:
@@ -120,5 +124,7 @@ rule mmlu:
     conda:
         ENV
     shell:
-        JOB + " mmlu --model-dir {input.model}"
-        " --guide-dir {params.guide} --out {output} > {log} 2>&1"
+        job(
+            "mmlu --model-dir {input.model}"
+            " --guide-dir {params.guide} --out {output} > {log} 2>&1"
+        )

@@ -29,8 +29,10 @@ if config.get("guided"):
         conda:
             ENV
         shell:
-            JOB + " reward-data --attribute {wildcards.attribute}"
-            " --model-dir {input.model} --out {output.rows} > {log} 2>&1"
+            job(
+                "reward-data --attribute {wildcards.attribute}"
+                " --model-dir {input.model} --out {output.rows} > {log} 2>&1"
+            )
 
     rule train_reward:
         input:
@@ -52,9 +54,11 @@ if config.get("guided"):
         conda:
             ENV
         shell:
-            JOB + " train-reward --attribute {wildcards.attribute}"
-            " --variant {wildcards.variant} --backbone-dir {input.backbone} --data {input.data} {params.teacher}"
-            " --out {output} > {log} 2>&1"
+            job(
+                "train-reward --attribute {wildcards.attribute}"
+                " --variant {wildcards.variant} --backbone-dir {input.backbone} --data {input.data} {params.teacher}"
+                " --out {output} > {log} 2>&1"
+            )
 
     rule reward_guide:
         localrule: True

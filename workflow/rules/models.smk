@@ -18,7 +18,7 @@ rule materialize_model:
     conda:
         ENV
     shell:
-        JOB + " materialize --model {wildcards.model} --out {output} > {log} 2>&1"
+        job("materialize --model {wildcards.model} --out {output} > {log} 2>&1")
 
 
 rule build_guide:

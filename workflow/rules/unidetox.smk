@@ -28,8 +28,10 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            JOB + " toxic-corpus --model-dir {input.model}"
-            " --out {output.rows} > {log} 2>&1"
+            job(
+                "toxic-corpus --model-dir {input.model}"
+                " --out {output.rows} > {log} 2>&1"
+            )
 
     rule toxic_model:
         input:
@@ -50,8 +52,10 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            JOB + " toxic-model --model-dir {input.model}"
-            " --corpus {input.corpus} --root {params.root} --out {output} > {log} 2>&1"
+            job(
+                "toxic-model --model-dir {input.model}"
+                " --corpus {input.corpus} --root {params.root} --out {output} > {log} 2>&1"
+            )
 
     rule distill:
         # distilled text (contrastive decoding against the toxic model) or the plain-samples ablation
@@ -76,8 +80,10 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            JOB + " distill --model-dir {input.model}"
-            " {params.toxic} --out {output.rows} > {log} 2>&1"
+            job(
+                "distill --model-dir {input.model}"
+                " {params.toxic} --out {output.rows} > {log} 2>&1"
+            )
 
     rule finetune_on_text:
         input:
@@ -102,8 +108,10 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            JOB + " finetune --model-dir {input.model}"
-            " --texts {input.texts} --lr={wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
+            job(
+                "finetune --model-dir {input.model}"
+                " --texts {input.texts} --lr={wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
+            )
 
     rule task_arithmetic:
         input:
@@ -146,8 +154,10 @@ if config.get("unidetox"):
         conda:
             ENV
         shell:
-            JOB + " lm-steer-train --model-dir {input.model}"
-            " --corpus {input.corpus} --out {output} > {log} 2>&1"
+            job(
+                "lm-steer-train --model-dir {input.model}"
+                " --corpus {input.corpus} --out {output} > {log} 2>&1"
+            )
 
     rule lm_steer_model:
         input:

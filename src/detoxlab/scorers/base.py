@@ -78,8 +78,15 @@ def build_scorer(spec: Mapping[str, Any] | None) -> Scorer:
 
 
 def scorer_from_config(section: Mapping[str, Any]) -> Scorer:
-    """The scorer of the workflow config's ``scorer`` section (``batch_size`` belongs to the runner)."""
-    return build_scorer({k: v for k, v in section.items() if k != "batch_size"})
+    """The scorer of the workflow config's ``scorer`` section (``batch_size`` belongs to the runner). A neural
+    scorer asked for ``cuda`` or ``auto`` runs where the job's language model would: on the GPU the job was
+    granted, or on the CPU."""
+    spec = {k: v for k, v in section.items() if k != "batch_size"}
+    if spec.get("device") in ("auto", "cuda"):
+        from detoxlab.device import pick_device
+
+        spec["device"] = str(pick_device(spec["device"]))
+    return build_scorer(spec)
 
 
 # Small validators shared by the scorers; each names the config key it checks.
