@@ -12,6 +12,7 @@ import torch
 from detoxlab import config as cfgmod
 from detoxlab import device as dev
 from detoxlab import evaluation as ev
+from detoxlab.grant import GPUS_ENV, grant_gpus
 from tests.conftest import REPO
 
 DTYPES = {"cpu": "float32", "cuda": "bfloat16"}
@@ -61,8 +62,8 @@ def test_a_generation_job_without_a_gpu_never_initialises_cuda(tiny_llama_dir, t
 
 def test_a_job_granted_no_gpu_stays_on_the_cpu_without_asking_cuda(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # a workstation with every GPU visible
-    monkeypatch.setenv(dev.GRANT_ENV, "")  # so that monkeypatch restores what grant() sets
-    dev.grant(0)  # the CLI's --gpus: the rule's `gpu` resource is 0
+    monkeypatch.setenv(GPUS_ENV, "")  # so that monkeypatch restores what grant() sets
+    grant_gpus(0)  # the CLI's --gpus: the rule's `gpu` resource is 0
     _forbid(monkeypatch, "is_available", "device_count", "init", "_lazy_init")
     assert dev.pick_device("auto").type == "cpu"
     with pytest.raises(RuntimeError, match="granted no GPU"):
@@ -77,7 +78,7 @@ def two_fake_gpus(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setenv(dev.LOCK_DIR_ENV, str(tmp_path / "locks"))
-    monkeypatch.setenv(dev.GRANT_ENV, "1")
+    monkeypatch.setenv(GPUS_ENV, "1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     dev.release_gpus()
@@ -136,7 +137,7 @@ def test_a_rule_granting_no_gpu_keeps_its_job_off_cuda_on_a_machine_that_shows_g
 
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setenv(dev.GRANT_ENV, "")
+    monkeypatch.setenv(GPUS_ENV, "")
     _forbid(monkeypatch, "is_available", "device_count", "init", "_lazy_init", "current_device", "set_device")
     out = tmp_path / "generations.jsonl"
     params = json.dumps({**cfgmod.select(cfgmod.load(REPO / "config/smoke.yaml"), cfgmod.STEP_KEYS["generate"]),

@@ -289,9 +289,9 @@ def _run(args) -> int:
     if args.cmd in ("dvc-sync", "dvc-touch"):
         return _run_dvc(args)
     from detoxlab import evaluation as ev
-    from detoxlab.device import grant
+    from detoxlab.grant import grant_gpus
 
-    grant(args.gpus)
+    grant_gpus(args.gpus)
     cfg = _cfg(args)
     if _run_unidetox(args, cfg) or _run_guided(args, cfg) or _run_acf(args, cfg):
         return 0

@@ -21,31 +21,20 @@ from pathlib import Path
 
 import torch
 
+from detoxlab.grant import granted_gpus
+
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-#: how many GPUs the scheduler granted this process; unset means "whatever is visible" (a hand-run command)
-GRANT_ENV = "DETOXLAB_GPUS"
 LOCK_DIR_ENV = "DETOXLAB_GPU_LOCK_DIR"
 _held: list[int] = []  # descriptors of the locks held: a claim lasts as long as the process
 _claimed: int | None = None
 
 
-def grant(gpus: int | None) -> None:
-    """Record the scheduler's GPU grant for this process (the CLI's ``--gpus``)."""
-    if gpus is not None:
-        os.environ[GRANT_ENV] = str(int(gpus))
-
-
-def _granted() -> int | None:
-    value = os.environ.get(GRANT_ENV)
-    return None if value in (None, "") else int(value)
-
-
 def pick_device(preference: str = "auto") -> torch.device:
     if preference == "cpu":
         return torch.device("cpu")
-    granted = _granted()
+    granted = granted_gpus()
     if granted == 0:
         if preference == "cuda":
             raise RuntimeError("device: 'cuda' requested but the job was granted no GPU (its step's `gpu` "
