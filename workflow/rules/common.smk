@@ -20,9 +20,6 @@ config.clear()
 config.update(_validated)
 
 ENV = "../../envs/detoxlab.yaml"
-# The command line of a step's job: the config keys it reads, and the cores and GPUs the scheduler granted it (the
-# step's code takes its device from that grant, so a job given no GPU stays on the CPU).
-JOB = "detoxlab --params {params.cfg:q} --threads {threads} --gpus {resources.gpu}"
 NO_GUIDE = "none"
 
 MODEL_DIR = "results/models/{model}"
@@ -108,8 +105,9 @@ def res(step):
 
 
 def job(command):
-    """A shell command running one ``detoxlab`` step as a job (see ``JOB``)."""
-    return f"{JOB} {command}"
+    """The shell command of a step's job: the config keys it reads, and the cores and GPUs the scheduler granted
+    it (the step's code takes its device from that grant, so a job given no GPU stays on the CPU)."""
+    return f"detoxlab --params {{params.cfg:q}} --threads {{threads}} --gpus {{resources.gpu}} {command}"
 
 
 def job_models(wildcards, input):
