@@ -36,3 +36,28 @@ def median_time(fn, repeats: int) -> float:
 def emit(**values) -> None:
     """The last line of every benchmark: space-separated key=value pairs."""
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
+
+
+def sampler_tok_s(model_dir: Path, prompts: int = 16, samples: int = 4, new_tokens: int = 20, repeats: int = 5,
+                  threads: int = 2) -> float:
+    """detoxlab's sampler throughput (tokens/s): nucleus 0.9 over a left-padded batch of test prompts, exactly
+    ``new_tokens`` per row. The README's machine measured 237 at the defaults (the calibration reference)."""
+    import torch
+
+    from detoxlab.data.prompts import load_prompts
+    from detoxlab.models.registry import load_model
+    from detoxlab.sampling import SamplingSettings, make_generator, sample
+
+    torch.set_num_threads(threads)
+    model, tok, _ = load_model(model_dir)
+    texts = [p["text"] for p in load_prompts(REPO / "data/prompts/toxicity.jsonl", splits=["test"])[:prompts]
+             for _ in range(samples)]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    settings = SamplingSettings(max_new_tokens=new_tokens, top_p=0.9, top_k=0, temperature=1.0, stop_at_eos=False)
+
+    def run():
+        sample(model, enc.input_ids, enc.attention_mask, settings, make_generator(0, torch.device("cpu")),
+               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+    run()  # warm-up
+    return len(texts) * new_tokens / median_time(run, repeats)

@@ -113,6 +113,46 @@ def test_changing_one_parameter_reruns_only_downstream_jobs(smoke_run):
     assert _job_counts(out) == {"metrics": 4, "report": 1, "all": 1}
 
 
+def test_changing_a_scorer_setting_rescores_without_regenerating(smoke_run):
+    (smoke_run / "config/scorer_batch.yaml").write_text("scorer:\n  batch_size: 7\n")
+    proc = snakemake(smoke_run, "-n", "--profile", "profiles/default", "--configfile", "config/smoke.yaml",
+                     "config/overlays/base_only.yaml", "config/scorer_batch.yaml", "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert _job_counts(out) == {"score": 4, "metrics": 4, "report": 1, "all": 1}
+
+
+def test_jobs_ran_in_the_warm_worker_and_recorded_their_timing(smoke_run):
+    """The run's model jobs were forked by the worker (start-up without imports); every step's output metadata
+    says where its time went."""
+    log = (smoke_run / "results/logs/worker.log").read_text()
+    assert "ready on" in log and "stopped" in log
+    metas = sorted((smoke_run / "results/eval").rglob("generations.meta.json"))
+    records = [json.loads(m.read_text())["timing"] for m in metas]
+    assert records and all(set(r) == {"startup_s", "load_s", "compute_s", "worker"} for r in records)
+    assert any(r["worker"] for r in records)
+    forked = [r["startup_s"] for r in records if r["worker"]]
+    assert max(forked) < 2.0  # a fresh process spends longer than that importing torch and transformers
+    manifest = json.loads((smoke_run / "results/models/tiny_llama/manifest.json").read_text())
+    assert manifest["timing"]["compute_s"] >= 0
+
+
+def test_worker_and_own_process_runs_write_identical_artifacts(smoke_run, tmp_path):
+    """The same DAG with every step in its own process (DETOXLAB_NO_WORKER=1) writes byte-identical
+    generations, scores, perplexities and report metrics."""
+    work = copy_workflow(tmp_path)
+    proc = subprocess.run(snakemake_cmd(*SMOKE), cwd=work, env={**env(), "DETOXLAB_NO_WORKER": "1"},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert not (work / "results/logs/worker.log").exists()
+    names = ("generations.jsonl", "scores.jsonl", "ppl.jsonl")
+    files = sorted(p.relative_to(smoke_run) for n in names for p in (smoke_run / "results/eval").rglob(n))
+    files.append(Path("results/report/metrics.json"))
+    assert len(files) > 3
+    for rel in files:
+        assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+
+
 def _metric_view(work: Path) -> list[dict]:
     rows = json.loads((work / "results/report/summary.json").read_text())["systems"]
     return sorted(({k: v for k, v in r.items() if k not in COST_COLUMNS} for r in rows), key=lambda r: r["system"])

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from detoxlab import config as config_mod
+from detoxlab import timing
 
 
 def _cfg(args) -> dict:
@@ -42,11 +44,32 @@ def _parse_value(text: str):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_threads(args.threads)
+    timing.begin()
     try:
-        return _run(args)
+        status = _run(args)
     except config_mod.ConfigError as exc:
         print(f"detoxlab: {exc}", file=sys.stderr)
         return 2
+    if status == 0:
+        rec = timing.attach(getattr(args, "out", None) or getattr(args, "out_dir", None))
+        print("timing: " + " ".join(f"{k}={v}" for k, v in rec.items()), file=sys.stderr)
+    return status
+
+
+def limit_threads(threads: int | None) -> None:
+    """Every thread pool of the job (torch's, BLAS's, the tokenizers') gets the cores the scheduler granted: two
+    jobs on two cores must not each start a pool per core."""
+    if not threads:
+        return
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[var] = str(threads)  # read when a pool starts: pools this process has not started yet
+    if "numpy" in sys.modules:  # pools already started (a job forked by the worker): resize them
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from detoxlab.artifacts import read_json, read_jsonl, write_json, write_jsonl
 from detoxlab.metrics.bootstrap import ratio_bootstrap_ci
 from detoxlab.metrics.diversity import distinct_report
 from detoxlab.metrics.toxicity import per_prompt_max, sample_rates, toxicity_report
+from detoxlab.timing import counts_as_loading
 
 # torch and transformers load inside the steps that run a model: scoring, metrics and the report are separate
 # jobs, and importing them would cost every such job several seconds
@@ -28,6 +29,7 @@ def meta_path(path: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
 
 
+@counts_as_loading
 def load_prompt_set(cfg: dict, splits: list[str] | str) -> list[dict]:
     """The configured prompt set (project file, RealToxicityPrompts or ToxiGen), filtered to ``splits``."""
     pc = cfg["prompts"]

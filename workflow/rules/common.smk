@@ -21,6 +21,9 @@ config.update(_validated)
 
 ENV = "../../envs/detoxlab.yaml"
 NO_GUIDE = "none"
+# the UniDetox chain (toxic corpus -> toxic model -> distilled text -> fine-tuned targets) is the DAG's longest:
+# its jobs go first whenever they are ready
+CHAIN_PRIORITY = 10
 
 MODEL_DIR = "results/models/{model}"
 GUIDE_DIR = "results/guides/{guide}"
@@ -225,3 +228,19 @@ def acf_start(wc):
 
 def acf_general_input(wc):
     return [acf_plan.GENERAL] if acf_plan.find_run(config, wc.run).regulariser == "adaptive" else []
+
+
+# A local run imports the Python stack once, in a warm worker its jobs hand their steps to (detoxlab.worker).
+from detoxlab.worker import launch as worker_launch
+
+
+onstart:
+    worker_launch.start(workflow)
+
+
+onsuccess:
+    worker_launch.stop()
+
+
+onerror:
+    worker_launch.stop()

@@ -19,6 +19,7 @@ if config.get("unidetox"):
         params:
             cfg=step_params("toxic_corpus"),
         threads: res("toxic_corpus")["threads"]
+        priority: CHAIN_PRIORITY
         resources:
             **job_resources("toxic_corpus"),
         log:
@@ -43,6 +44,7 @@ if config.get("unidetox"):
             cfg=step_params("toxic_model"),
             root=DISTILLER,
         threads: res("finetune")["threads"]
+        priority: CHAIN_PRIORITY
         resources:
             **job_resources("finetune"),
         log:
@@ -71,6 +73,7 @@ if config.get("unidetox"):
             cfg=step_params("distill"),
             toxic=lambda wc, input: f"--toxic-dir {input.toxic}" if input.toxic else "",
         threads: res("distill")["threads"]
+        priority: CHAIN_PRIORITY
         resources:
             **job_resources("distill"),
         log:
@@ -99,6 +102,7 @@ if config.get("unidetox"):
         params:
             cfg=step_params("finetune"),
         threads: res("finetune")["threads"]
+        priority: CHAIN_PRIORITY
         resources:
             **job_resources("finetune"),
         log:

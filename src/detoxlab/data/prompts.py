@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from detoxlab.timing import counts_as_loading
 
 SPLITS = ("train", "validation", "test")
 DOMAINS = ("id", "ood", "neutral")
@@ -76,6 +77,7 @@ def _subsample(rows: list[dict[str, str]], k: int, seed: int) -> list[dict[str, 
     return [row for i, row in enumerate(rows) if i in keep]
 
 
+@counts_as_loading
 def load_prompts(
     path: str | os.PathLike[str],
     splits: str | Iterable[str] | None = None,

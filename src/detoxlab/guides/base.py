@@ -13,6 +13,7 @@ import torch
 
 from detoxlab.artifacts import atomic_dir, read_json, read_manifest, write_json, write_manifest
 from detoxlab.sampling import GuideSession, SamplingSettings
+from detoxlab.timing import counts_as_loading
 
 GUIDE_KIND = "guide"
 NO_GUIDE = "none"
@@ -76,6 +77,7 @@ def build_guide(name: str, spec: dict, out_dir: str | Path) -> dict:
         return write_manifest(tmp, GUIDE_KIND, params={"name": name, **spec}, **extra)
 
 
+@counts_as_loading
 def load_guide(guide_dir: str | Path | None) -> Guide:
     if guide_dir is None or str(guide_dir) == NO_GUIDE:
         return Guide({"type": NO_GUIDE, "name": NO_GUIDE})

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from detoxlab.models.logits import final_hidden, output_logits
 from detoxlab.sampling import position_ids_from_mask
 
 
@@ -27,25 +28,33 @@ def _left_pad(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 
 
 @torch.inference_mode()
-def suffix_nll(model, seqs: Sequence[list[int]], n_suffix: Sequence[int], pad_id: int) -> list[float]:
+def suffix_nll(model, seqs: Sequence[list[int]], n_suffix: Sequence[int], pad_id: int,
+               head_chunk: int = 256) -> list[float]:
     """Summed NLL of the last ``n_suffix[i]`` tokens of each sequence given everything before them.
 
-    Left padding puts every suffix at the end, so only the last ``max(n_suffix)+1`` positions need logits —
-    on a 262k vocabulary the full logit tensor would dominate memory.
+    The output layer runs only at the positions that predict a suffix token (on a 262k vocabulary it costs more
+    than the decoder), ``head_chunk`` positions at a time.
     """
     device = next(model.parameters()).device
     ids, mask = _left_pad(seqs, pad_id)
     ids, mask = ids.to(device), mask.to(device)
-    keep = max(n_suffix) + 1
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                   logits_to_keep=keep).logits.float()
-    logits = logits[:, :-1]
-    targets = ids[:, ids.shape[1] - keep + 1:]
-    # gather minus logsumexp: the same log-probabilities without a second vocabulary-sized tensor
-    tok_logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
-    out = []
-    for i, n in enumerate(n_suffix):
-        out.append(-float(tok_logp[i, tok_logp.shape[1] - n:].sum()) if n > 0 else 0.0)
+    h = final_hidden(model, ids, mask, position_ids_from_mask(mask))
+    width = ids.shape[1]
+    rows = torch.tensor([i for i, n in enumerate(n_suffix) for _ in range(n)], dtype=torch.long, device=device)
+    cols = torch.tensor([c for n in n_suffix for c in range(width - 1 - n, width - 1)], dtype=torch.long,
+                        device=device)
+    targets = ids[rows, cols + 1]
+    tok_logp = []
+    for start in range(0, len(rows), head_chunk):
+        logits = output_logits(model, h[rows[start:start + head_chunk], cols[start:start + head_chunk]]).float()
+        tgt = targets[start:start + head_chunk]
+        # gather minus logsumexp: the same log-probabilities without a second vocabulary-sized tensor
+        tok_logp.append(logits.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(logits, -1))
+    flat = torch.cat(tok_logp) if tok_logp else torch.zeros(0, device=device)
+    out, offset = [], 0
+    for n in n_suffix:
+        out.append(-float(flat[offset:offset + n].sum()) if n > 0 else 0.0)
+        offset += n
     return out
 
 

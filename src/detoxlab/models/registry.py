@@ -21,6 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from detoxlab.artifacts import ArtifactError, atomic_dir, read_manifest, write_manifest
+from detoxlab.timing import counts_as_loading
 
 MODEL_KIND = "model"
 _SOURCES: dict[str, Callable[[str, dict, Path], tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]]] = {}
@@ -119,6 +120,7 @@ def materialize(name: str, spec: dict, out_dir: str | Path) -> dict:
                               vocab_size=len(tokenizer), seconds=round(time.perf_counter() - t0, 2))
 
 
+@counts_as_loading
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     """Load a model directory: a materialised base model, or a model derived from one (see ``derived``)."""
@@ -130,10 +132,47 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu", dtype:
         model, tokenizer = load_derived(model_dir, manifest["derived"], device, dtype)
         return model, tokenizer, manifest
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+        tokenizer = _PRELOADED.pop(_cache_key(model_dir), None) or AutoTokenizer.from_pretrained(
+            model_dir, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=False)
     except Exception as exc:  # safetensors, tokenizers and json raise their own error types
         raise ArtifactError(f"corrupt model directory {model_dir}: {type(exc).__name__}: {exc}") from exc
     model.to(device).eval()
     return model, _prepare_tokenizer(tokenizer), manifest
+
+
+# Tokenizers read ahead by the worker server (detoxlab.worker), keyed by directory and manifest version. Each is
+# handed out once: a job that loads the same model twice gets two tokenizers, as without the worker.
+_PRELOADED: dict[tuple, PreTrainedTokenizerBase] = {}
+
+
+def _cache_key(model_dir: Path) -> tuple:
+    stat = (model_dir / "manifest.json").stat()
+    return str(model_dir.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def base_dir_of(model_dir: str | Path) -> Path:
+    """The materialised directory whose tokenizer and weights a (possibly derived) model directory loads."""
+    model_dir = Path(model_dir)
+    for _ in range(32):
+        derived = read_manifest(model_dir, MODEL_KIND).get("derived")
+        if not derived:
+            return model_dir
+        model_dir = (model_dir / (derived.get("alias_of") or derived["base"])).resolve()
+    raise ArtifactError(f"{model_dir}: derived-model chain longer than 32 links")
+
+
+def preload(model_dir: str | Path) -> None:
+    """Read a model's tokenizer and import its architecture's modules now, for processes forked later."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    base = base_dir_of(model_dir)
+    key = _cache_key(base)
+    if key in _PRELOADED:
+        return
+    MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(base, trust_remote_code=False))]
+    for stale in [k for k in _PRELOADED if k[0] == key[0]]:  # a rebuilt model's old tokenizer
+        del _PRELOADED[stale]
+    _PRELOADED[key] = AutoTokenizer.from_pretrained(base, trust_remote_code=False)

@@ -28,6 +28,7 @@ from detoxlab.artifacts import (
     write_json,
     write_manifest,
 )
+from detoxlab.timing import counts_as_loading
 
 REWARD_KIND = "reward_model"
 SPEC_FILE = "reward.json"
@@ -158,6 +159,7 @@ def save(model: RewardModel, out_dir: str | os.PathLike, base_dir: str | os.Path
         return write_manifest(tmp, REWARD_KIND, inputs=inputs, params=params, spec=spec, training=training)
 
 
+@counts_as_loading
 def load(reward_dir: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.float32):
     """``(RewardModel, tokenizer, spec)`` from an artifact written by :func:`save`."""
     from detoxlab.models.derived import apply_delta, read_tensors

@@ -77,6 +77,7 @@ def train_reward(cfg: dict, name: str, variant: str, backbone_dir: str, data_fil
     if v.objective == "distill" and not teacher_dir:
         raise ValueError(f"guided variant '{variant}' is distilled from the RAD teacher: pass its directory")
     device, dtype = runtime(cfg, threads)
+    torch.manual_seed(cfg["seed"])  # RAD's head starts from a random init: the same one in every run
     model, tokenizer = rm_model.build(backbone_dir, rmc["layers"], v.kind, at["labels"], v.baseline, device)
     start_id = start_token_id(tokenizer, rmc["start_text"], key="guided.reward_model.start_text")
     rows = read_jsonl(data_file)

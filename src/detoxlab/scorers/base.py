@@ -7,6 +7,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from detoxlab.timing import counts_as_loading
 
 DEFAULT_SCORER_TYPE = "profanity_check"
 
@@ -77,6 +78,7 @@ def build_scorer(spec: Mapping[str, Any] | None) -> Scorer:
     return cls.from_spec(spec)
 
 
+@counts_as_loading
 def scorer_from_config(section: Mapping[str, Any]) -> Scorer:
     """The scorer of the workflow config's ``scorer`` section (``batch_size`` belongs to the runner). A neural
     scorer asked for ``cuda`` or ``auto`` runs where the job's language model would: on the GPU the job was

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from detoxlab.models.logits import output_logits
 from detoxlab.training.finetune import collate, tokenize_for_training
 
 
@@ -41,9 +42,7 @@ def output_inputs(model, tokenizer, texts: Sequence[str], max_length: int, batch
 
 
 def steered_logits(model, h: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor:
-    logits = model.get_output_embeddings()(h + epsilon * (h @ weight))
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
+    return output_logits(model, h + epsilon * (h @ weight))
 
 
 def train_steer(model, tokenizer, texts: Sequence[str], section: dict, seed: int, progress: bool = True,
