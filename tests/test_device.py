@@ -146,3 +146,16 @@ def test_a_rule_granting_no_gpu_keeps_its_job_off_cuda_on_a_machine_that_shows_g
                      str(tiny_llama_dir), "--split", "test", "--out", str(out)]) == 0
     meta = json.loads((tmp_path / "generations.meta.json").read_text())
     assert meta["dtype"] == "torch.float32" and out.read_text().count("\n") > 0
+
+
+def test_evaluation_steps_read_the_inference_dtype_and_training_steps_the_training_dtype():
+    from detoxlab.config import STEP_KEYS
+    from detoxlab.device import runtime
+
+    cfg = {"device": "cpu", "dtype": {"cpu": "float32"}, "inference_dtype": {"cpu": "bfloat16"}}
+    assert runtime(cfg)[1] == torch.float32
+    assert runtime(cfg, inference=True)[1] == torch.bfloat16
+    for step in ("generate", "generate_validation", "perplexity", "mmlu"):  # a dtype change reruns only these
+        assert "inference_dtype" in STEP_KEYS[step] and "dtype" not in STEP_KEYS[step]
+    for step in ("toxic_corpus", "finetune", "train_reward"):
+        assert "dtype" in STEP_KEYS[step] and "inference_dtype" not in STEP_KEYS[step]

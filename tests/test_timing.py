@@ -65,3 +65,16 @@ def test_attach_writes_the_record_into_each_kind_of_metadata(tmp_path):
     assert json.loads((tmp_path / "rows.meta.json").read_text())["n"] == 3
     assert (tmp_path / "rows.jsonl").read_text() == "{}\n"  # the rows themselves are untouched
     assert timing.metadata_file(tmp_path / "report.md") is None
+
+
+def test_a_job_keeps_every_thread_pool_to_its_grant():
+    """Two 1-thread jobs on two cores must not each start a pool per core: torch, BLAS (already started, as in
+    a job forked by the worker) and the tokenizers' pool all get the granted threads."""
+    code = ("import numpy, torch, os, json; from threadpoolctl import threadpool_info; "
+            "from detoxlab.cli import limit_threads; limit_threads(1); "
+            "print(json.dumps([torch.get_num_threads(), max(p['num_threads'] for p in threadpool_info()), "
+            "os.environ['RAYON_NUM_THREADS'], os.environ['OMP_NUM_THREADS']]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in __import__("os").environ.items() if not k.endswith("_NUM_THREADS")})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [1, 1, "1", "1"]

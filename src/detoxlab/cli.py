@@ -41,6 +41,10 @@ def _parse_value(text: str):
         return text
 
 
+#: commands that are not workflow steps: no timing record
+NOT_STEPS = ("check-config", "dvc-sync", "dvc-touch")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -51,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as exc:
         print(f"detoxlab: {exc}", file=sys.stderr)
         return 2
-    if status == 0:
-        rec = timing.attach(getattr(args, "out", None) or getattr(args, "out_dir", None))
+    target = getattr(args, "out", None) or getattr(args, "out_dir", None)
+    if status == 0 and target is not None and args.cmd not in NOT_STEPS:  # its output's metadata gets the record
+        rec = timing.attach(target)
         print("timing: " + " ".join(f"{k}={v}" for k, v in rec.items()), file=sys.stderr)
     return status
 

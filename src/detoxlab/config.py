@@ -359,17 +359,17 @@ def job_resources(cfg: Mapping, step: str, models: Iterable[str] = ()) -> dict:
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "materialize": (),  # always written in float32; the device/dtype apply when a step loads it
     "build_guide": (),
-    "generate": ("seed", "device", "dtype", "prompts", "generation"),
+    "generate": ("seed", "device", "inference_dtype", "prompts", "generation"),
     "score": ("scorer",),
     # the judge itself is an input path, so adding a judge reruns only the systems it now judges
-    "perplexity": ("device", "dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size",
+    "perplexity": ("device", "inference_dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size",
                    "evaluation.perplexity.samples_per_prompt"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
-    "mmlu": ("seed", "device", "dtype", "evaluation.mmlu"),
+    "mmlu": ("seed", "device", "inference_dtype", "evaluation.mmlu"),
     "report": ("seed", "scorer", "prompts", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap",
                "unidetox", "guided", "acf"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
-    "generate_validation": ("seed", "device", "dtype", "prompts", "generation", "tuning.samples_per_prompt",
+    "generate_validation": ("seed", "device", "inference_dtype", "prompts", "generation", "tuning.samples_per_prompt",
                             "tuning.max_per_group"),
     "toxic_corpus": ("seed", "device", "dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
     "toxic_model": ("seed", "device", "dtype", "unidetox.toxic_model"),

@@ -129,7 +129,20 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def runtime(cfg: dict, threads: int | None = None) -> tuple[torch.device, torch.dtype]:
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def runtime(cfg: dict, threads: int | None = None, inference: bool = False) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of a step; ``inference`` steps (no gradients) read ``inference_dtype``."""
     set_threads(threads)
     device = pick_device(cfg.get("device", "auto"))
-    return device, pick_dtype(cfg.get("dtype", {}), device)
+    dtype = pick_dtype(cfg.get("inference_dtype" if inference else "dtype", {}), device)
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        log.warning("this CPU has no native bfloat16 (avx512_bf16/amx_bf16): bf16 runs emulated and may be slower "
+                    "than float32; set %s.cpu: float32", "inference_dtype" if inference else "dtype")
+    return device, dtype

@@ -73,7 +73,7 @@ def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: st
     from detoxlab.models.registry import load_model
     from detoxlab.sampling import SamplingSettings
 
-    device, dtype = runtime(cfg, threads)
+    device, dtype = runtime(cfg, threads, inference=True)
     model, tokenizer, model_manifest = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
     from detoxlab.rewards.plan import split_parts
@@ -116,7 +116,7 @@ def step_perplexity(cfg: dict, generations: str, judge_dir: str, out: str, threa
     from detoxlab.metrics.perplexity import conditional_perplexities
     from detoxlab.models.registry import load_model
 
-    device, dtype = runtime(cfg, threads)
+    device, dtype = runtime(cfg, threads, inference=True)
     model, tokenizer, manifest = load_model(judge_dir, device, dtype)
     rows = read_jsonl(generations)
     pc = cfg["evaluation"]["perplexity"]
@@ -204,7 +204,7 @@ def step_mmlu(cfg: dict, model_dir: str, guide_dir: str, out: str, threads: int 
     from detoxlab.models.registry import load_model
 
     mc = cfg["evaluation"]["mmlu"]
-    device, dtype = runtime(cfg, threads)
+    device, dtype = runtime(cfg, threads, inference=True)
     model, tokenizer, _ = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
     t0 = time.perf_counter()
