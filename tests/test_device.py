@@ -155,7 +155,8 @@ def test_evaluation_steps_read_the_inference_dtype_and_training_steps_the_traini
     cfg = {"device": "cpu", "dtype": {"cpu": "float32"}, "inference_dtype": {"cpu": "bfloat16"}}
     assert runtime(cfg)[1] == torch.float32
     assert runtime(cfg, inference=True)[1] == torch.bfloat16
-    for step in ("generate", "generate_validation", "perplexity", "mmlu"):  # a dtype change reruns only these
+    for step in ("generate", "generate_validation", "perplexity", "mmlu", "toxic_corpus", "distill", "acf_samples",
+                 "acf_general"):  # steps without gradients; a dtype change reruns only these
         assert "inference_dtype" in STEP_KEYS[step] and "dtype" not in STEP_KEYS[step]
-    for step in ("toxic_corpus", "finetune", "train_reward"):
+    for step in ("toxic_model", "finetune", "train_reward", "nado", "acf_finetune", "acf_rl"):
         assert "dtype" in STEP_KEYS[step] and "inference_dtype" not in STEP_KEYS[step]

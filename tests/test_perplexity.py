@@ -71,3 +71,19 @@ def test_judge_reads_only_the_first_samples_of_each_prompt(tiny_llama_dir, tmp_p
     fluency = summarize(cfg, gens, scores, rows)["fluency"]
     assert fluency["n_judged"] == fluency["n_valid"] == 2 and fluency["n_dropped"] == 0
     assert math.isfinite(fluency["ppl"])
+
+
+def test_a_bf16_judge_agrees_with_the_fp32_judge(tiny_llama_dir):
+    """The default judges in bfloat16 (inference_dtype): per-continuation perplexities stay within 2% of float32's
+    and the model really runs in bf16 (a float32 model would agree exactly)."""
+    from detoxlab.models.registry import load_model
+
+    prompts = ["The reason I can't stand them is", "hello", "She said"]
+    conts = [" that they never listen", " there friend and more", " nothing at all today"]
+    got = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model, tok, _ = load_model(tiny_llama_dir, "cpu", dtype)
+        assert next(model.parameters()).dtype == dtype
+        got[dtype], _ = conditional_perplexities(model, tok, prompts, conts)
+    for a, b in zip(got[torch.float32], got[torch.bfloat16]):
+        assert a != b and abs(a - b) < 0.02 * a

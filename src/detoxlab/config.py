@@ -371,9 +371,9 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
     "generate_validation": ("seed", "device", "inference_dtype", "prompts", "generation", "tuning.samples_per_prompt",
                             "tuning.max_per_group"),
-    "toxic_corpus": ("seed", "device", "dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
+    "toxic_corpus": ("seed", "device", "inference_dtype", "prompts", "scorer", "unidetox.toxic_corpus"),
     "toxic_model": ("seed", "device", "dtype", "unidetox.toxic_model"),
-    "distill": ("device", "dtype", "unidetox.distill"),
+    "distill": ("device", "inference_dtype", "unidetox.distill"),
     "finetune": ("seed", "device", "dtype", "unidetox.finetune"),  # the grid value comes from the job's name
     "derive": (),
     "lm_steer": ("seed", "device", "dtype", "unidetox.lm_steer.train_epsilon", "unidetox.lm_steer.lr",
@@ -386,9 +386,9 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "train_reward": ("seed", "device", "dtype", "guided.reward_model"),
     "reward_guide": (),
     # NADO/ACF: a fine-tuning job also gets its own run's entry (acf.runs.<run>) from the workflow
-    "acf_samples": ("seed", "device", "dtype", "prompts", "scorer", "acf.prompts", "acf.samples", "acf.oracle"),
+    "acf_samples": ("seed", "device", "inference_dtype", "prompts", "scorer", "acf.prompts", "acf.samples", "acf.oracle"),
     "nado": ("seed", "device", "dtype", "acf.nado"),
-    "acf_general": ("seed", "device", "dtype", "scorer", "acf.general", "acf.oracle"),
+    "acf_general": ("seed", "device", "inference_dtype", "scorer", "acf.general", "acf.oracle"),
     "acf_finetune": ("seed", "device", "dtype", "acf.base", "acf.iterations", "acf.finetune", "acf.regulariser",
                      "acf.data"),
     "acf_filtering": ("seed", "device", "dtype", "acf.finetune", "acf.data", "acf.baselines.filtering"),

@@ -129,7 +129,9 @@ def train_nado(model: RewardModel, features: SampleFeatures, settings: FinetuneS
     index = [[i] for i in range(len(seqs))]
 
     def loss_of(batch):
-        return _loss(model, _batch(features, [i for (i,) in batch]), consistency)[0]
+        rows = _batch(features, [i for (i,) in batch])  # outside autocast: it would refuse to concatenate fp16
+        with torch.autocast(params[0].device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
+            return _loss(model, rows, consistency)[0]
 
     losses = train_in_place(model, params, batches(index, settings.batch_size, settings.epochs, settings.seed),
                             loss_of, total_steps(len(seqs), settings), settings.optimiser_args(), "nado", progress)

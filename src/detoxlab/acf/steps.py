@@ -43,7 +43,7 @@ def samples(cfg: dict, model_dir: str, out: str, threads: int | None = None) -> 
     from detoxlab.scorers import score_texts, scorer_from_config
 
     section = cfg["acf"]["samples"]
-    device, dtype = runtime(cfg, threads)
+    device, dtype = runtime(cfg, threads, inference=True)
     model, tokenizer, _ = load_model(model_dir, device, dtype)
     pure = SamplingSettings(max_new_tokens=section["max_new_tokens"], temperature=1.0, top_k=0, top_p=1.0)
     rows, stats = generate(model, tokenizer, _training_prompts(cfg), load_guide(None), pure,
@@ -99,7 +99,8 @@ def nado(cfg: dict, samples_file: str, proposal_dir: str, target_dir: str, backb
                                                 keep=False)[1]
         del proposal
         features.seqs = seqs = nd.reweight(seqs, features.loglik(), ll_proposal)
-    settings = FinetuneSettings.from_config(section, seed=cfg["seed"])
+    settings = FinetuneSettings.from_config(section, seed=cfg["seed"],
+                                            autocast=None if dtype == torch.float32 else dtype)
     before = nd.evaluate(model, features, section["consistency"])
     t0 = time.perf_counter()
     history = nd.train_nado(model, features, settings, section["consistency"])
@@ -132,7 +133,7 @@ def general(cfg: dict, model_dir: str, out: str, threads: int | None = None) -> 
         from detoxlab.scorers import score_texts, scorer_from_config
         from detoxlab.unidetox.distill import distill_texts
 
-        device, dtype = runtime(cfg, threads)
+        device, dtype = runtime(cfg, threads, inference=True)
         model, tokenizer, _ = load_model(model_dir, device, dtype)
         spec = {"n_texts": section["n_texts"], "seeds": [cfg["seed"]], "max_new_tokens": section["max_new_tokens"],
                 "alpha": 0.0, "top_k": 0, "top_p": 1.0, "batch_size": section["batch_size"],

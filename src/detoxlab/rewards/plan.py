@@ -226,5 +226,5 @@ def step_keys(cfg: dict, step: str, name: str) -> list[str]:
     keys = [f"{own}.labels"]  # how the attribute is evaluated or decoded (grid, evaluation) is not read here
     if step == "reward_data":
         keys += [f"{own}.{k}" for k in ("data", "prompts", "scorer")]
-        keys += ["seed", "device", "dtype"] + [k for k in ("prompts", "scorer") if not at.get(k)]
+        keys += ["seed", "device", "inference_dtype"] + [k for k in ("prompts", "scorer") if not at.get(k)]
     return keys

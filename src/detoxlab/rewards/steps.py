@@ -35,7 +35,7 @@ def reward_data(cfg: dict, name: str, model_dir: str, out: str, threads: int | N
         if sub["prompts"]["source"] != "project":
             raise ValueError(f"guided.attributes.{name}.data.source: 'sampled' needs project prompts with a "
                              "training split")
-        device, dtype = runtime(cfg, threads)
+        device, dtype = runtime(cfg, threads, inference=True)
         model, tokenizer, _ = load_model(model_dir, device, dtype)
         sub["prompts"]["max_per_group"] = None  # every training prompt; evaluation splits never enter
         rows, provenance = data.sampled_data(model, tokenizer, load_prompt_set(sub, "train"), section, sub["scorer"],

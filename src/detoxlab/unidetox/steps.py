@@ -30,7 +30,7 @@ def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None
         from detoxlab.device import runtime
         from detoxlab.models.registry import load_model
 
-        device, dtype = runtime(cfg, threads)
+        device, dtype = runtime(cfg, threads, inference=True)
         model, tokenizer, _ = load_model(model_dir, device, dtype)
         all_train = copy.deepcopy(cfg)
         all_train["prompts"]["max_per_group"] = None  # every training prompt; evaluation splits never enter
@@ -90,7 +90,7 @@ def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: 
     from detoxlab.unidetox.distill import distill_texts
 
     section = cfg["unidetox"]["distill"]
-    device, dtype = runtime(cfg, threads)
+    device, dtype = runtime(cfg, threads, inference=True)
     base, tokenizer, _ = load_model(base_dir, device, dtype)
     toxic = load_model(toxic_dir, device, dtype)[0] if toxic_dir else None
     rows, stats = distill_texts(base, tokenizer, section, toxic=toxic)
