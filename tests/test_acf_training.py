@@ -54,8 +54,8 @@ def test_sequences_keep_the_sampled_tokens_and_index_the_continuation(tiny_llama
     assert mc["p0"] == pytest.approx(np.mean([x.label for x in samples if x.prompt_id == "p0"]))
 
 
-@pytest.mark.parametrize("cache", [True, False])
-def test_nado_training_lowers_bce_and_changes_only_the_head(tiny_llama_dir, tiny_llama, samples, cache):
+@pytest.mark.parametrize("cache,autocast", [(True, None), (False, None), (True, torch.bfloat16)])
+def test_nado_training_lowers_bce_and_changes_only_the_head(tiny_llama_dir, tiny_llama, samples, cache, autocast):
     model, tok = tiny_llama
     nado, _ = build(tiny_llama_dir, 1, "nado", ["oracle"])
     assert torch.count_nonzero(nado.head.weight) == 0  # zero init: R = 1/2, q = p
@@ -66,7 +66,8 @@ def test_nado_training_lowers_bce_and_changes_only_the_head(tiny_llama_dir, tiny
     assert [len(f) for f in feats] == [len(s.ids) + 1 for s in samples]
     before = nd.evaluate(nado, features, 1.0)
     assert before["bce"] == pytest.approx(math.log(2), rel=1e-4)
-    history = nd.train_nado(nado, features, _settings(epochs=20, lr=5e-2), 1.0, progress=False)
+    history = nd.train_nado(nado, features, _settings(epochs=20, lr=5e-2, autocast=autocast), 1.0, progress=False)
+    assert nado.head.weight.dtype == torch.float32  # bf16 is compute only: the weights stay float32
     after = nd.evaluate(nado, features, 1.0)
     assert after["bce"] < before["bce"] - 0.05
     assert np.mean(history["loss"][-3:]) < np.mean(history["loss"][:3])
@@ -137,11 +138,13 @@ def _regulariser(tiny_llama_dir, model, delta=0.9, prompt_r=None):
                        original=load_model(tiny_llama_dir)[0])
 
 
-def test_acf_finetuning_changes_parameters_and_lowers_the_loss(tiny_llama_dir, samples):
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_acf_finetuning_changes_parameters_and_lowers_the_loss(tiny_llama_dir, samples, autocast):
     model = load_model(tiny_llama_dir)[0]
     reg = _regulariser(tiny_llama_dir, model)
     params = {k: v.clone() for k, v in model.named_parameters()}
-    history = regularised_finetune(model, samples, 0, _settings(epochs=8), reg, lam=5.0, progress=False)
+    history = regularised_finetune(model, samples, 0, _settings(epochs=8, autocast=autocast), reg, lam=5.0,
+                                   progress=False)
     changed = [k for k, v in model.named_parameters() if not torch.equal(v, params[k])]
     assert changed and set(changed) == set(history["trainable"])
     assert np.mean(history["loss"][-3:]) < np.mean(history["loss"][:3])

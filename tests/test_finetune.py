@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from detoxlab.models.registry import load_model
@@ -28,12 +29,13 @@ def test_pad_positions_carry_no_loss(tiny_llama_dir):
     assert torch.allclose(alone, padded, atol=1e-5)
 
 
-def test_each_step_changes_trainable_parameters_and_loss_falls(tiny_llama_dir):
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])  # bf16 autocast over float32 weights (the default)
+def test_each_step_changes_trainable_parameters_and_loss_falls(tiny_llama_dir, autocast):
     model, tok, _ = load_model(tiny_llama_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     nll0 = mean_loss(model, tok, TEXTS, max_length=32)
     settings = FinetuneSettings(lr=3e-3, batch_size=4, epochs=3, max_length=32, train_layers=1,
-                                train_embeddings=False, seed=0)
+                                train_embeddings=False, seed=0, autocast=autocast)
     history = finetune(model, tok, TEXTS, settings, progress=False)
     after = dict(model.named_parameters())
     trained = set(history["trainable"])

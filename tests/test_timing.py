@@ -23,6 +23,7 @@ def test_record_splits_startup_loading_and_compute(monkeypatch):
             perf["t"] += 0.5
     clock["t"] += 4.0  # 4 s of step time, 1.75 of it loading
     rec = timing.record()
+    assert rec.pop("peak_rss_mb") > 1  # this process's own peak, in MB
     assert rec == {"startup_s": 2.5, "load_s": 1.75, "compute_s": 2.25, "worker": True}
 
 
@@ -61,7 +62,7 @@ def test_attach_writes_the_record_into_each_kind_of_metadata(tmp_path):
                       ("result.json", "result.json")):
         timing.attach(tmp_path / out)
         data = json.loads((tmp_path / meta).read_text())
-        assert set(data["timing"]) == {"startup_s", "load_s", "compute_s", "worker"}
+        assert set(data["timing"]) == {"startup_s", "load_s", "compute_s", "worker", "peak_rss_mb"}
     assert json.loads((tmp_path / "rows.meta.json").read_text())["n"] == 3
     assert (tmp_path / "rows.jsonl").read_text() == "{}\n"  # the rows themselves are untouched
     assert timing.metadata_file(tmp_path / "report.md") is None

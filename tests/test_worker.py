@@ -115,7 +115,7 @@ def test_a_real_step_writes_the_same_output_through_the_worker(tmp_path, tiny_ll
             assert done.returncode == 0, done.stderr
             meta = json.loads((tmp_path / f"{name}.meta.json").read_text())
             assert meta["timing"]["worker"] is (name == "worker")
-            assert set(meta["timing"]) == {"startup_s", "load_s", "compute_s", "worker"}
+            assert set(meta["timing"]) == {"startup_s", "load_s", "compute_s", "worker", "peak_rss_mb"}
         assert (tmp_path / "worker.jsonl").read_bytes() == (tmp_path / "own.jsonl").read_bytes()
         forked = json.loads((tmp_path / "worker.meta.json").read_text())["timing"]
         alone = json.loads((tmp_path / "own.meta.json").read_text())["timing"]

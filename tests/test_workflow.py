@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -129,8 +130,12 @@ def test_jobs_ran_in_the_warm_worker_and_recorded_their_timing(smoke_run):
     assert "ready on" in log and "stopped" in log
     metas = sorted((smoke_run / "results/eval").rglob("generations.meta.json"))
     records = [json.loads(m.read_text())["timing"] for m in metas]
-    assert records and all(set(r) == {"startup_s", "load_s", "compute_s", "worker"} for r in records)
+    assert records and all(set(r) == {"startup_s", "load_s", "compute_s", "worker", "peak_rss_mb"} for r in records)
     assert any(r["worker"] for r in records)
+    # a forked step holds torch and its model (hundreds of MB); the client Snakemake measures holds ~15 MB
+    assert all(r["peak_rss_mb"] > 100 for r in records)
+    with open(smoke_run / "results/report/table.csv") as f:
+        assert all(float(row["peak_rss_mb"]) > 100 for row in csv.DictReader(f))
     forked = [r["startup_s"] for r in records if r["worker"]]
     assert max(forked) < 2.0  # a fresh process spends longer than that importing torch and transformers
     manifest = json.loads((smoke_run / "results/models/tiny_llama/manifest.json").read_text())

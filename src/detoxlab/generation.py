@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Sequence
 
@@ -11,10 +10,7 @@ from tqdm.auto import tqdm
 
 from detoxlab.guides import Guide
 from detoxlab.sampling import SamplingSettings, make_generator, sample
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from detoxlab.timing import peak_rss_mb
 
 
 def generate(model, tokenizer, prompts: Sequence[dict], guide: Guide, settings: SamplingSettings,

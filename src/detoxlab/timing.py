@@ -57,14 +57,22 @@ def loading() -> Iterator[None]:
             _state["load_s"] += time.perf_counter() - t0
 
 
+def peak_rss_mb() -> float:
+    """The step's own peak resident memory (a forked step's, which Snakemake's benchmark cannot see)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
 def record() -> dict:
-    """``startup_s``, ``load_s`` and ``compute_s`` of the step so far (seconds, rounded to ms)."""
+    """``startup_s``, ``load_s`` and ``compute_s`` of the step so far (seconds, rounded to ms), its peak memory."""
     now = time.time()
     start = _state["step_start"] or now
     startup = max(0.0, start - job_start_time())
     load = _state["load_s"]
     return {"startup_s": round(startup, 3), "load_s": round(load, 3),
-            "compute_s": round(max(0.0, now - start - load), 3), "worker": bool(os.environ.get(JOB_START_ENV))}
+            "compute_s": round(max(0.0, now - start - load), 3), "worker": bool(os.environ.get(JOB_START_ENV)),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def metadata_file(out: str | os.PathLike) -> Path | None:
