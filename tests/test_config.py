@@ -113,3 +113,22 @@ def test_baselines_run_on_the_targets_they_name(smoke, monkeypatch):
     assert ("lmsteer", "tiny_gemma") in sels and ("lmsteer", "tiny_llama") not in sels
     assert ("basesamples", "tiny_llama") in sels and ("basesamples", "tiny_gemma") not in sels
     assert {("unidetox", "tiny_llama"), ("unidetox", "tiny_gemma")} <= sels
+
+
+@pytest.mark.parametrize("path", ["src/detoxlab/schemas/config.schema.yaml", "config/config.yaml", "config/paper.yaml",
+                                  "config/smoke.yaml", "config/resources/default.yaml"])
+def test_yaml_files_declare_each_key_once(path):
+    """A YAML mapping with a repeated key loads silently with the last value: a stale second copy would win."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node):
+        keys = [loader.construct_object(k) for k, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        assert not repeated, f"{path}: repeated keys {repeated} (line {node.start_mark.line + 1})"
+        return loader.construct_mapping(node)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load((REPO / path).read_text(), Loader=Strict)

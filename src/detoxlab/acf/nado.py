@@ -129,7 +129,7 @@ def train_nado(model: RewardModel, features: SampleFeatures, settings: FinetuneS
     index = [[i] for i in range(len(seqs))]
 
     def loss_of(batch):
-        rows = _batch(features, [i for (i,) in batch])  # outside autocast: it would refuse to concatenate fp16
+        rows = _batch(features, [i for (i,) in batch])  # outside autocast: its cat cannot promote the cached fp16 log-probs
         with torch.autocast(params[0].device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
             return _loss(model, rows, consistency)[0]
 

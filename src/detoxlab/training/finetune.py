@@ -32,7 +32,7 @@ class FinetuneSettings:
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
     seed: int = 0
-    autocast: torch.dtype | None = None  # bf16/fp16 compute over float32 weights (GPU)
+    autocast: torch.dtype | None = None  # bf16/fp16 compute over float32 weights
 
     @classmethod
     def from_config(cls, section: dict, lr: float | None = None, seed: int = 0,

@@ -56,7 +56,7 @@ def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: fl
     from detoxlab.training.finetune import FinetuneSettings, finetune, mean_loss
 
     device, dtype = runtime(cfg, threads)
-    # float32 master weights (a bf16 AdamW update at lr 1e-5 rounds away); bf16/fp16 only as autocast on GPU
+    # float32 master weights (a bf16 AdamW update at lr 1e-5 rounds away); bf16/fp16 only as autocast
     model, tokenizer, _ = load_model(base_dir, device, torch.float32)
     settings = FinetuneSettings.from_config(section, lr=lr, seed=cfg["seed"],
                                             autocast=None if dtype == torch.float32 else dtype)
