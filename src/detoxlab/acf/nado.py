@@ -130,7 +130,7 @@ def train_nado(model: RewardModel, features: SampleFeatures, settings: FinetuneS
 
     def loss_of(batch):
         rows = _batch(features, [i for (i,) in batch])  # outside autocast: its cat cannot promote the cached fp16 log-probs
-        with torch.autocast(params[0].device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
+        with settings.precision(params[0].device.type):
             return _loss(model, rows, consistency)[0]
 
     losses = train_in_place(model, params, batches(index, settings.batch_size, settings.epochs, settings.seed),

@@ -109,7 +109,7 @@ def regularised_finetune(model, seqs: Seq[Sequence], pad_id: int, settings: Fine
     history: dict[str, list[float]] = {"nll": [], "kl": []}
 
     def loss_of(batch):
-        with torch.autocast(params[0].device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
+        with settings.precision(params[0].device.type):
             loss, parts = batch_loss(model, [seqs[i] for (i,) in batch], pad_id, reg, lam)
         history["nll"].append(parts["nll"])
         history["kl"].append(parts.get("kl", 0.0))

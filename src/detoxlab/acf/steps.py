@@ -99,8 +99,7 @@ def nado(cfg: dict, samples_file: str, proposal_dir: str, target_dir: str, backb
                                                 keep=False)[1]
         del proposal
         features.seqs = seqs = nd.reweight(seqs, features.loglik(), ll_proposal)
-    settings = FinetuneSettings.from_config(section, seed=cfg["seed"],
-                                            autocast=None if dtype == torch.float32 else dtype)
+    settings = FinetuneSettings.from_config(section, seed=cfg["seed"], dtype=dtype)
     before = nd.evaluate(model, features, section["consistency"])
     t0 = time.perf_counter()
     history = nd.train_nado(model, features, settings, section["consistency"])
@@ -221,8 +220,7 @@ def _train_regularised(cfg: dict, seqs_of, start_dir: str, root_dir: str, root: 
             reg.prompt_r = read_manifest(nado_dir, "reward_model")["training"]["prompt_r"]["monte_carlo"]
     if original:
         reg.original = load_frozen(root_dir)
-    settings = FinetuneSettings.from_config(ac["finetune"], seed=cfg["seed"],
-                                            autocast=None if dtype == torch.float32 else dtype)
+    settings = FinetuneSettings.from_config(ac["finetune"], seed=cfg["seed"], dtype=dtype)
     pad = tokenizer.pad_token_id
     # the objective before/after is read off the loss history (a separate pass would cost as much as training)
     before = {"heldout": evaluate(model)} if evaluate is not None else {}
@@ -315,7 +313,7 @@ def rl(cfg: dict, root_dir: str, root: str, out: str, threads: int | None = None
         return np.asarray(_labels(cfg, scores), dtype=np.float32)
 
     settings = FinetuneSettings.from_config({**cfg["acf"]["finetune"], "lr": section["lr"]}, seed=cfg["seed"],
-                                            autocast=None if dtype == torch.float32 else dtype)
+                                            dtype=dtype)
     t0 = time.perf_counter()
     history = policy_gradient(model, reference, tokenizer, _training_prompts(cfg), reward, section, settings)
     seconds = time.perf_counter() - t0

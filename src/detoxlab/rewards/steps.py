@@ -84,8 +84,7 @@ def train_reward(cfg: dict, name: str, variant: str, backbone_dir: str, data_fil
     train_ex = _examples(rows, "train", at["labels"], tokenizer, start_id, section["max_length"])
     val_ex = _examples(rows, "validation", at["labels"], tokenizer, start_id, section["max_length"])
     teacher = rm_model.load(teacher_dir, device, torch.float32)[0] if teacher_dir else None
-    settings = FinetuneSettings.from_config(section, seed=cfg["seed"],
-                                            autocast=None if dtype == torch.float32 else dtype)
+    settings = FinetuneSettings.from_config(section, seed=cfg["seed"], dtype=dtype)
     before = validate(model, val_ex, tokenizer.pad_token_id, cfg["seed"], teacher)
     t0 = time.perf_counter()
     history = train(model, train_ex, settings, tokenizer.pad_token_id, objective=v.objective,

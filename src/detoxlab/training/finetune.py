@@ -36,14 +36,20 @@ class FinetuneSettings:
 
     @classmethod
     def from_config(cls, section: dict, lr: float | None = None, seed: int = 0,
-                    autocast: torch.dtype | None = None) -> FinetuneSettings:
-        """``lr`` comes from a grid where there is one, else from ``section['lr']``."""
+                    dtype: torch.dtype = torch.float32) -> FinetuneSettings:
+        """``lr`` comes from a grid where there is one, else from ``section['lr']``; a step's ``dtype`` other than
+        float32 becomes autocast over the float32 weights."""
+        autocast = None if dtype == torch.float32 else dtype
         return cls(lr=float(section["lr"] if lr is None else lr), batch_size=section["batch_size"],
                    epochs=section["epochs"], max_steps=section.get("max_steps"), max_length=section["max_length"],
                    train_layers=section["train_layers"], train_embeddings=section["train_embeddings"],
                    weight_decay=section["weight_decay"], betas=tuple(section["betas"]),
                    eps=section.get("eps", 1e-8), warmup_steps=section.get("warmup_steps", 0),
                    grad_clip=section.get("grad_clip"), seed=seed, autocast=autocast)
+
+    def precision(self, device_type: str):
+        """The context a training step's forward pass runs in: autocast where set, else a no-op."""
+        return torch.autocast(device_type, dtype=self.autocast, enabled=self.autocast is not None)
 
     def optimiser_args(self) -> dict:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
@@ -145,7 +151,7 @@ def finetune(model, tokenizer, texts: Sequence[str], settings: FinetuneSettings,
 
     def loss_of(batch):
         ids, mask, labels = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
-        with torch.autocast(device.type, dtype=settings.autocast, enabled=settings.autocast is not None):
+        with settings.precision(device.type):
             return lm_loss(model, ids, mask, labels)
 
     losses = train_in_place(model, params, batches(seqs, settings.batch_size, settings.epochs, settings.seed),

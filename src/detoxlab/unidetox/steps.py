@@ -58,8 +58,7 @@ def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: fl
     device, dtype = runtime(cfg, threads)
     # float32 master weights (a bf16 AdamW update at lr 1e-5 rounds away); bf16/fp16 only as autocast
     model, tokenizer, _ = load_model(base_dir, device, torch.float32)
-    settings = FinetuneSettings.from_config(section, lr=lr, seed=cfg["seed"],
-                                            autocast=None if dtype == torch.float32 else dtype)
+    settings = FinetuneSettings.from_config(section, lr=lr, seed=cfg["seed"], dtype=dtype)
     before = mean_loss(model, tokenizer, texts, settings.max_length)
     t0 = time.perf_counter()
     history = finetune(model, tokenizer, texts, settings)
