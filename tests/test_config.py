@@ -80,6 +80,10 @@ def test_resources_can_live_in_a_file_of_their_own(smoke, tmp_path, monkeypatch)
     (lambda c: c["acf"].update(data={"source": "toxigen", "path": "x.csv"}, regulariser={"prompt_r": "monte_carlo"}),
      "acf.regulariser.prompt_r"),
     (lambda c: c["acf"].update(prompts={"source": "realtoxicityprompts", "path": "x"}), "acf.prompts"),
+    # an unknown scorer fails here, before any generation, whichever attribute it scores
+    (lambda c: c["scorer"].update(type="profanitycheck"), "scorer.type"),
+    (lambda c: c["guided"]["attributes"]["sentiment"]["scorer"].update(type="vadr"),
+     "guided.attributes.sentiment.scorer.type"),
 ])
 def test_bad_config_names_the_key(smoke, mutate, key, monkeypatch):
     monkeypatch.chdir(REPO)
@@ -132,3 +136,9 @@ def test_yaml_files_declare_each_key_once(path):
 
     Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     yaml.load((REPO / path).read_text(), Loader=Strict)
+
+
+def test_the_schema_knows_exactly_the_registered_scorers():
+    from detoxlab.scorers import available_scorers
+
+    assert sorted(cfgmod.schema()["$defs"]["scorer"]["properties"]["type"]["enum"]) == available_scorers()
