@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -150,6 +152,20 @@ def test_selection_within_a_perplexity_budget(tmp_path):
     assert best == 1 and "1.1" in criterion
     best, _, criterion = choose(cands[:1], base, 1.1)
     assert best == 0 and "none qualified" in criterion
+
+
+def test_a_grid_point_without_a_valid_perplexity_ranks_last(tmp_path):
+    """Every continuation over max_ppl leaves PPL NaN (null in metrics.json): such a point neither raises nor wins
+    on its TP, with or without a perplexity budget; a base without a valid PPL sets no budget."""
+    base = _metrics(tmp_path, "base", 0.3, 0.3, ppl=40.0)
+    cands = [("broken", _metrics(tmp_path, "broken", 0.0, 0.0, ppl=None)),
+             ("ok", _metrics(tmp_path, "ok", 0.2, 0.2, ppl=41.0))]
+    assert choose(cands)[0] == 1
+    assert choose(cands, base, 1.1)[0] == 1
+    assert choose([cands[0]], base, 1.1)[0] == 0  # the only point is still chosen, with the reason in the record
+    no_base = _metrics(tmp_path, "no_base", 0.3, 0.3, ppl=float("nan"))
+    best, table, criterion = choose(cands, no_base, 1.1)
+    assert best == 1 and "no PPL limit" in criterion and math.isnan(table[0]["ppl"])
 
 
 def _cfg():

@@ -14,10 +14,16 @@ from pathlib import Path
 from detoxlab.artifacts import read_json
 
 
-def _key(m: dict) -> tuple[float, float]:
+def _finite(v) -> float:
+    """A stored number, NaN where it is missing (a metrics file writes NaN as null)."""
+    return math.nan if v is None or not math.isfinite(v) else float(v)
+
+
+def _key(m: dict) -> tuple[bool, float, float]:
+    """A grid point with no valid perplexity (every continuation dropped) ranks last, then TP, then EMT."""
     tox = m["toxicity"]["overall"]
-    nan_last = lambda v: math.inf if v is None or math.isnan(v) else v  # noqa: E731
-    return nan_last(tox["tp"]), nan_last(tox["emt"])
+    nan_last = lambda v: math.inf if math.isnan(_finite(v)) else v  # noqa: E731
+    return math.isnan(_finite(m["fluency"]["ppl"])), nan_last(tox["tp"]), nan_last(tox["emt"])
 
 
 def choose(candidates: list[tuple[str, str]], reference: str | None = None,
@@ -33,12 +39,15 @@ def choose(candidates: list[tuple[str, str]], reference: str | None = None,
         m = read_json(path)
         tox = m["toxicity"]["overall"]
         table.append({"candidate": name, "metrics": str(path), "tp": tox["tp"], "emt": tox["emt"],
-                      "ppl": m["fluency"]["ppl"], "_key": _key(m)})
+                      "ppl": _finite(m["fluency"]["ppl"]), "_key": _key(m)})
     pool = list(range(len(table)))
-    criterion = "lowest validation TP (then EMT)"
-    if max_ppl_ratio is not None and reference is not None:
-        limit = max_ppl_ratio * read_json(reference)["fluency"]["ppl"]
-        within = [i for i in pool if math.isfinite(table[i]["ppl"]) and table[i]["ppl"] <= limit]
+    criterion = "lowest validation TP (then EMT; grid points without a valid PPL last)"
+    base_ppl = _finite(read_json(reference)["fluency"]["ppl"]) if reference is not None else math.nan
+    if max_ppl_ratio is not None and reference is not None and math.isnan(base_ppl):
+        criterion += "; the base model has no valid validation PPL, so no PPL limit"
+    elif max_ppl_ratio is not None and reference is not None:
+        limit = max_ppl_ratio * base_ppl
+        within = [i for i in pool if table[i]["ppl"] <= limit]  # NaN compares False: never within
         criterion += f" among grid points with validation PPL <= {max_ppl_ratio:g} x the base model's ({limit:.1f})"
         if within:
             pool = within
