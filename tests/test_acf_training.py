@@ -283,3 +283,38 @@ def test_parallel_nado_reweights_to_the_newest_model():
 def test_sequence_dataclass_defaults():
     s = Sequence((1, 2, 3), 1)
     assert s.n_predicted == 2 and math.isnan(s.label) and s.domain == "toxic"
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_importance_weights_use_exact_continuation_log_likelihoods(tiny_llama_dir, tiny_llama, samples, cache):
+    """The log-likelihoods behind NADO's importance weights are the continuations' exact log-probabilities under
+    each model (a sum over the continuation's tokens only, read one position before each token), so a sample
+    the target likes more than the proposal gets a larger weight, exactly exp(log p - log pi) normalised."""
+    target, tok = tiny_llama
+    proposal = load_model(tiny_llama_dir)[0]
+    with torch.no_grad():
+        for p in proposal.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # another model with the same tokenizer
+
+    def exact(model, s):
+        with torch.no_grad():
+            lp = model(input_ids=torch.tensor([list(s.ids)])).logits[0].float().log_softmax(-1)
+        return sum(float(lp[j, s.ids[j + 1]]) for j in range(s.prompt_len - 1, len(s.ids) - 1))
+
+    nado, _ = build(tiny_llama_dir, 1, "nado", ["oracle"])
+    features = nd.SampleFeatures(nado, target, samples, START, tok.pad_token_id, cache=cache)
+    ll_target = features.loglik()
+    ll_proposal = nd.continuation_log_probs(proposal, samples, tok.pad_token_id, keep=False)[1]
+    tol = 2e-2 if cache else 1e-4  # the cache keeps per-token log-probs in float16
+    for s, t, q in zip(samples, ll_target, ll_proposal):
+        assert float(t) == pytest.approx(exact(target, s), abs=tol)
+        assert float(q) == pytest.approx(exact(proposal, s), abs=1e-4)
+    weighted = nd.reweight(samples, ll_target, ll_proposal)
+    assert max(abs(w.weight - 1) for w in weighted) > 0.05  # the two models really differ
+    for pid in {s.prompt_id for s in samples}:
+        rows = [i for i, s in enumerate(samples) if s.prompt_id == pid]
+        log_w = torch.tensor([exact(target, samples[i]) - exact(proposal, samples[i]) for i in rows],
+                             dtype=torch.float64)
+        want = torch.softmax(log_w, 0) * len(rows)
+        got = torch.tensor([weighted[i].weight for i in rows], dtype=torch.float64)
+        assert torch.allclose(got, want, atol=3e-2 if cache else 1e-3)
