@@ -222,3 +222,27 @@ def test_cli_takes_negative_grid_values(tiny_llama_dir, tmp_path):
     assert rc == 0
     assert read_manifest(out)["derived"]["steer"]["epsilon"] == -1e-05
     assert plan.Candidate("lmsteer", "tiny_llama", -1e-05).model == out.name
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+def test_task_arithmetic_end_to_end_negates_the_toxic_task_vector(tiny_llama_dir, tmp_path, lam):
+    """The step reads a toxic model stored as a delta, writes theta_base - lambda (theta_toxic - theta_base) on
+    exactly the toxic model's tensors, and the result loads as a model whose other tensors are the base's."""
+    from detoxlab.unidetox.steps import task_arithmetic
+
+    base, tok, _ = load_model(tiny_llama_dir)
+    base_params = {n: p.detach().clone() for n, p in base.named_parameters()}
+    gen = torch.Generator().manual_seed(0)
+    changed = ["model.layers.1.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight"]
+    toxic = {n: base_params[n] + 0.1 * torch.randn(base_params[n].shape, generator=gen) for n in changed}
+    save_derived(tmp_path / "tiny.toxic", tiny_llama_dir, root="tiny_llama", delta=toxic)
+    task_arithmetic({}, str(tiny_llama_dir), str(tmp_path / "tiny.toxic"), lam, str(tmp_path / "tiny.ta"), "tiny_llama")
+    negated, _, manifest = load_model(tmp_path / "tiny.ta")
+    assert manifest["params"]["lambda"] == lam
+    got = dict(negated.named_parameters())
+    for n, p in base_params.items():
+        want = p - lam * (toxic[n] - p) if n in toxic else p
+        assert torch.allclose(got[n], want, atol=1e-6), n
+    ids = tok(["a bird sang"], return_tensors="pt")
+    with torch.no_grad():
+        assert not torch.allclose(negated(**ids).logits, base(**ids).logits)
