@@ -282,3 +282,27 @@ def test_truncate_keeps_the_first_blocks(tiny_llama_dir):
     assert torch.equal(lm.model.layers[0].self_attn.q_proj.weight, first)
     with pytest.raises(ValueError, match="layers must be in 1..1"):
         truncate(lm, 2)
+
+
+@pytest.mark.parametrize("kind", ["rad", "arm"])
+def test_teacher_and_training_scores_equal_scoring_each_prefix_alone(base, rms, kind):
+    """``teacher_scores`` / ``scores_from_hidden`` (one padded pass over whole sequences) give prefix t's score at
+    row t-1: RAD's head on the hidden state at x_t, ARM's baseline on the state at x_{t-1} plus the marginal of x_t,
+    each prefix forwarded on its own. A one-position shift would pair a prefix with its neighbour's score."""
+    from detoxlab.rewards.train import teacher_scores
+
+    _, tok = base
+    rm = rms[0] if kind == "rad" else rms[1]
+    seqs = [_prefix(tok, "People say all kinds of things"), _prefix(tok, "Honestly no")]  # unequal: padding too
+    got = teacher_scores(rm, seqs, pad_id=0)
+    for seq, scores in zip(seqs, got):
+        assert scores.shape == (len(seq) - 1, len(rm.labels))
+        for t in range(1, len(seq)):
+            with torch.no_grad():
+                if kind == "rad":
+                    h, _ = rm.hidden(torch.tensor([seq[:t + 1]]), torch.ones(1, t + 1, dtype=torch.long))
+                    want = rm.prefix_scores(h[0, -1])
+                else:
+                    h, _ = rm.hidden(torch.tensor([seq[:t]]), torch.ones(1, t, dtype=torch.long))
+                    want = rm.next_scores(h[0, -1], torch.tensor([seq[t]]))[0]
+            assert torch.allclose(scores[t - 1], want.float(), atol=1e-5), (kind, t)
