@@ -318,3 +318,40 @@ def test_importance_weights_use_exact_continuation_log_likelihoods(tiny_llama_di
         want = torch.softmax(log_w, 0) * len(rows)
         got = torch.tensor([weighted[i].weight for i in rows], dtype=torch.float64)
         assert torch.allclose(got, want, atol=3e-2 if cache else 1e-3)
+
+
+def test_qstar_rows_equal_a_brute_force_qstar_per_prefix(tiny_llama_dir, samples):
+    """Each row of ``qstar_rows`` is q* for one continuation prefix y = ids[:j+1], rebuilt here from scratch:
+    p(. | y) from the reference run on y alone, R(y + v) from NADO run on [start] + y, R(x) from NADO's score of the
+    prompt's last token, and q*(v) ~ p(v) [(delta - R(x)) R(y + v) + (1 - delta) R(x)] where R(x) < delta."""
+    from detoxlab.acf.regularised import qstar_rows
+
+    model = load_model(tiny_llama_dir)[0]
+    delta = 0.9
+    reg = _regulariser(tiny_llama_dir, model, delta=delta)
+    seqs = [samples[0], samples[9]]
+    got = qstar_rows(reg, seqs, 0)
+
+    def nado_logits(ids):  # logit R(ids + v) for every v
+        with torch.no_grad():
+            h, _ = reg.nado.hidden(torch.tensor([[START, *ids]]), torch.ones(1, len(ids) + 1, dtype=torch.long))
+            return reg.nado.token_logits(h[0, -1]).float()
+
+    want, any_projected = [], False
+    for s in seqs:
+        p_len = s.prompt_len
+        r_x = float(torch.sigmoid(nado_logits(list(s.ids[:p_len - 1]))[s.ids[p_len - 1]]))
+        for j in range(p_len - 1, len(s.ids) - 1):
+            y = list(s.ids[:j + 1])
+            with torch.no_grad():
+                log_p = reg.reference(input_ids=torch.tensor([y])).logits[0, -1].float().log_softmax(-1)
+            if r_x >= delta:
+                q = log_p.exp()
+            else:
+                any_projected = True
+                r_next = torch.sigmoid(nado_logits(y))
+                q = log_p.exp() * ((delta - r_x) * r_next + (1 - delta) * r_x)
+            want.append((q / q.sum()).log())
+    assert any_projected  # the case that projects, not only q* = p
+    assert got.shape == (len(want), len(want[0]))
+    assert torch.allclose(got, torch.stack(want), atol=1e-4)
