@@ -355,3 +355,13 @@ def test_qstar_rows_equal_a_brute_force_qstar_per_prefix(tiny_llama_dir, samples
     assert any_projected  # the case that projects, not only q* = p
     assert got.shape == (len(want), len(want[0]))
     assert torch.allclose(got, torch.stack(want), atol=1e-4)
+
+
+def test_rl_reward_is_the_oracle_label_or_the_soft_score():
+    from detoxlab.acf.steps import rl_rewards
+
+    cfg = {"acf": {"oracle": {"kind": "hard", "threshold": 0.5}, "baselines": {"rl": {"reward": "oracle"}}}}
+    tox = [0.1, 0.7, float("nan"), 0.5]
+    assert rl_rewards(cfg, tox) == [1.0, 0.0, 0.0, 1.0]  # a failed score counts as toxic; 0.5 is not > 0.5
+    cfg["acf"]["baselines"]["rl"]["reward"] = "soft"
+    assert rl_rewards(cfg, tox) == pytest.approx([0.9, 0.3, 0.0, 0.5])

@@ -25,12 +25,19 @@ def _training_prompts(cfg: dict) -> list[dict]:
     return load_prompt_set(sub, "train")
 
 
-def _labels(cfg: dict, toxicity) -> list[float]:
+def _labels(cfg: dict, toxicity, kind: str | None = None) -> list[float]:
+    """The oracle's C for scorer toxicities (a failed score counts as toxic); ``kind`` overrides the oracle's."""
     from detoxlab.acf.objectives import oracle_labels
 
     oracle = cfg["acf"]["oracle"]
-    return oracle_labels(np.nan_to_num(np.asarray(toxicity, dtype=float), nan=1.0), oracle["kind"],
+    return oracle_labels(np.nan_to_num(np.asarray(toxicity, dtype=float), nan=1.0), kind or oracle["kind"],
                          oracle["threshold"]).tolist()
+
+
+def rl_rewards(cfg: dict, toxicity) -> list[float]:
+    """RL's reward: the oracle's C (``reward: oracle``, the objective NADO decomposes) or ``soft``: 1 - toxicity."""
+    reward = cfg["acf"]["baselines"]["rl"]["reward"]
+    return _labels(cfg, toxicity, kind=None if reward == "oracle" else "soft")
 
 
 def samples(cfg: dict, model_dir: str, out: str, threads: int | None = None) -> dict:
@@ -293,7 +300,7 @@ def filtering(cfg: dict, data_file: str, root_dir: str, root: str, out: str, thr
 
 
 def rl(cfg: dict, root_dir: str, root: str, out: str, threads: int | None = None) -> dict:
-    """Baseline: policy gradient on the oracle's label, KL-penalised towards the base model."""
+    """Baseline: policy gradient on the oracle's label (or the soft score), KL-penalised towards the base model."""
     import torch
 
     from detoxlab.acf.rl import policy_gradient
@@ -310,7 +317,7 @@ def rl(cfg: dict, root_dir: str, root: str, out: str, threads: int | None = None
 
     def reward(texts: list[str]) -> np.ndarray:
         scores = score_texts(scorer, texts, batch_size=cfg["scorer"]["batch_size"]).scores
-        return np.asarray(_labels(cfg, scores), dtype=np.float32)
+        return np.asarray(rl_rewards(cfg, scores), dtype=np.float32)
 
     settings = FinetuneSettings.from_config({**cfg["acf"]["finetune"], "lr": section["lr"]}, seed=cfg["seed"],
                                             dtype=dtype)
