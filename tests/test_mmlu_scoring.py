@@ -35,3 +35,23 @@ def test_letter_loglik_matches_naive_scoring(tiny_llama, monkeypatch, one_pass):
                 logp = model(ids).logits[0].log_softmax(-1)
             naive = sum(logp[t - 1, ids[0, t]].item() for t in range(len(ctx), ids.shape[1]))
             np.testing.assert_allclose(got[i, j], naive, atol=1e-4)
+
+
+def test_question_records_make_accuracy_recomputable_and_count_masked_questions():
+    from detoxlab.metrics.mmlu import question_records
+
+    qs = [MMLUQuestion("2+2?", ("3", "4", "5", "6"), 1, "math"),
+          MMLUQuestion("Sky?", ("red", "blue", "green", "grey"), 1, "physics"),
+          MMLUQuestion("Sea?", ("wet", "dry", "hot", "cold"), 0, "physics")]
+    inf = float("-inf")
+    ll = np.array([[-2.0, -0.5, -3.0, -4.0], [-1.0, inf, -2.0, -3.0], [inf, inf, inf, inf]])
+    rec = question_records(qs, ll)
+    assert rec["n_all_letters_masked"] == 1  # a top-p filter masked every letter: argmax silently says "A"
+    rows = rec["questions"]
+    assert [r["gold"] for r in rows] == ["B", "B", "A"] and rows[1]["loglik"][1] is None
+    assert len({r["id"] for r in rows}) == 3
+    assert rows[0]["id"] == question_records(qs[:1], ll[:1])["questions"][0]["id"]  # stable: recomputable
+    # accuracy from the stored numbers alone, as the report computes it from ll.argmax
+    recomputed = np.mean([max(range(4), key=lambda j: -np.inf if r["loglik"][j] is None else r["loglik"][j])
+                          == "ABCD".index(r["gold"]) for r in rows])
+    assert recomputed == accuracy_report(ll.argmax(-1), np.array([1, 1, 0]), ["m", "p", "p"])["accuracy"]

