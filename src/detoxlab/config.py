@@ -386,7 +386,8 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "train_reward": ("seed", "device", "dtype", "guided.reward_model"),
     "reward_guide": (),
     # NADO/ACF: a fine-tuning job also gets its own run's entry (acf.runs.<run>) from the workflow
-    "acf_samples": ("seed", "device", "inference_dtype", "prompts", "scorer", "acf.prompts", "acf.samples", "acf.oracle"),
+    "acf_samples": ("seed", "device", "inference_dtype", "prompts", "scorer", "acf.prompts", "acf.samples",
+                    "acf.oracle"),
     "nado": ("seed", "device", "dtype", "acf.nado"),
     "acf_general": ("seed", "device", "inference_dtype", "scorer", "acf.general", "acf.oracle"),
     "acf_finetune": ("seed", "device", "dtype", "acf.base", "acf.iterations", "acf.finetune", "acf.regulariser",

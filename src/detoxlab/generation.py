@@ -50,7 +50,7 @@ def generate(model, tokenizer, prompts: Sequence[dict], guide: Guide, settings: 
     seconds = time.perf_counter() - t0
     stats = {"seconds": round(seconds, 3), "generated_tokens": n_generated,
              "seconds_per_token": seconds / max(n_generated, 1), "samples": len(rows),
-             "peak_rss_mb": round(peak_rss_mb(), 1), "backbone_calls_per_step": guide.backbone_calls_per_step,
+             "peak_rss_mb": peak_rss_mb(), "backbone_calls_per_step": guide.backbone_calls_per_step,
              "backbone_rows_per_step": guide.backbone_rows_per_step,
              "device": str(device), "torch_threads": torch.get_num_threads()}
     return rows, stats

@@ -63,13 +63,9 @@ def _row(metrics: dict, mmlu: dict | None, jobs: list[dict]) -> dict:
             "job_seconds": sum(j["s"] for j in jobs if math.isfinite(j["s"])) if jobs else math.nan,
             # a job forked by the warm worker is outside the process tree Snakemake's benchmark measures: the
             # generation step's own record of its peak counts too
-            "peak_rss_mb": max([j["max_rss"] for j in jobs if math.isfinite(j["max_rss"])]
-                               + [metrics["cost"].get("peak_rss_mb", math.nan)], key=_nan_low, default=math.nan),
+            "peak_rss_mb": max((v for v in [*(j["max_rss"] for j in jobs), metrics["cost"].get("peak_rss_mb", math.nan)]
+                                if math.isfinite(v)), default=math.nan),
             "failed_scores": metrics["scoring"]["n_failed"], "n_prompts": tox["overall"]["n_prompts"]}
-
-
-def _nan_low(v: float) -> float:
-    return -math.inf if not math.isfinite(v) else v
 
 
 def _fmt(v, digits=3) -> str:

@@ -129,7 +129,8 @@ def train_nado(model: RewardModel, features: SampleFeatures, settings: FinetuneS
     index = [[i] for i in range(len(seqs))]
 
     def loss_of(batch):
-        rows = _batch(features, [i for (i,) in batch])  # outside autocast: its cat cannot promote the cached fp16 log-probs
+        # outside autocast: its cat cannot promote the cached fp16 log-probs
+        rows = _batch(features, [i for (i,) in batch])
         with settings.precision(params[0].device.type):
             return _loss(model, rows, consistency)[0]
 
