@@ -148,23 +148,33 @@ def test_selection_within_a_perplexity_budget(tmp_path):
              ("ok", _metrics(tmp_path, "ok", 0.1, 0.2, ppl=43.9)),
              ("worse", _metrics(tmp_path, "worse", 0.2, 0.2, ppl=30.0))]
     assert choose(cands)[0] == 0  # the paper's rule: lowest TP whatever the fluency
-    best, _, criterion = choose(cands, base, 1.1)  # limit 44.0
+    best, _, criterion = choose(cands, [base], 1.1)  # limit 44.0
     assert best == 1 and "1.1" in criterion
-    best, _, criterion = choose(cands[:1], base, 1.1)
+    best, _, criterion = choose(cands[:1], [base], 1.1)
     assert best == 0 and "none qualified" in criterion
 
 
-def test_a_grid_point_without_a_valid_perplexity_ranks_last(tmp_path):
+def test_selection_within_the_highest_unidetox_perplexity(tmp_path):
+    """The paper's baseline rule (UniDetox 3.3): the budget is 1.1 x the highest PPL over UniDetox's grid, not
+    the base model's and not the first grid point's."""
+    unidetox = [_metrics(tmp_path, "ud1", 0.1, 0.1, ppl=30.0), _metrics(tmp_path, "ud2", 0.1, 0.1, ppl=50.0)]
+    cands = [("strong", _metrics(tmp_path, "strong", 0.0, 0.1, ppl=56.0)),
+             ("mild", _metrics(tmp_path, "mild", 0.2, 0.2, ppl=54.0))]
+    best, _, criterion = choose(cands, unidetox, 1.1, "unidetox")  # limit 55.0: 'strong' is over it
+    assert best == 1 and "UniDetox" in criterion and "55.0" in criterion
+    best, _, criterion = choose(cands, unidetox[:1], 1.1, "unidetox")  # limit 33.0: none qualifies
+    assert best == 0 and "none qualified" in criterion
+
     """Every continuation over max_ppl leaves PPL NaN (null in metrics.json): such a point neither raises nor wins
     on its TP, with or without a perplexity budget; a base without a valid PPL sets no budget."""
     base = _metrics(tmp_path, "base", 0.3, 0.3, ppl=40.0)
     cands = [("broken", _metrics(tmp_path, "broken", 0.0, 0.0, ppl=None)),
              ("ok", _metrics(tmp_path, "ok", 0.2, 0.2, ppl=41.0))]
     assert choose(cands)[0] == 1
-    assert choose(cands, base, 1.1)[0] == 1
-    assert choose([cands[0]], base, 1.1)[0] == 0  # the only point is still chosen, with the reason in the record
+    assert choose(cands, [base], 1.1)[0] == 1
+    assert choose([cands[0]], [base], 1.1)[0] == 0  # the only point is still chosen, with the reason in the record
     no_base = _metrics(tmp_path, "no_base", 0.3, 0.3, ppl=float("nan"))
-    best, table, criterion = choose(cands, no_base, 1.1)
+    best, table, criterion = choose(cands, [no_base], 1.1)
     assert best == 1 and "no PPL limit" in criterion and math.isnan(table[0]["ppl"])
 
 
@@ -182,11 +192,45 @@ def test_plan_names_and_dependencies():
     dx = sels[("dexperts", "tiny_llama")]
     assert dx.system == "tiny_llama--dexperts" and dx.candidates[0].guide == "dexperts.beta1"
     deps = plan.model_dependencies(cfg, "tiny_gemma.unidetox")
-    assert deps[:2] == ["results/models/tiny_gemma.unidetox", "results/models/tiny_gemma"]
-    assert "results/models/tiny_gemma.unidetox.lr0.001" in deps
+    assert deps == ["results/models/tiny_gemma.unidetox", "results/models/tiny_gemma"]  # trained at the reused lr
+    assert plan.model_dependencies(cfg, "tiny_llama.unidetox")[2:] == [
+        "results/models/tiny_llama.unidetox.lr0.001", "results/models/tiny_llama.unidetox.lr0.0001"]
     assert "results/models/tiny_llama.toxic" in plan.guide_dependencies(cfg, "dexperts")
     assert config_mod.root_model(cfg, "tiny_gemma.unidetox.lr0.001") == "tiny_gemma"
     assert config_mod.judge_for(cfg, "tiny_gemma.unidetox") == "tiny_llama"
+
+
+def test_transfer_reuses_the_distillers_choice_and_tunes_nothing_else():
+    """UniDetox 3.4: UniDetox and base samples are tuned on the distiller alone; another target's grid is neither
+    built nor evaluated on validation (it trains at the distiller's chosen lr), unless the paper's baseline rule
+    needs UniDetox's PPL on that target, and then its alias points at the grid point the distiller chose."""
+    cfg = _cfg()
+    sels = {(s.method, s.target): s for s in plan.selections(cfg)}
+    for method in plan.TRANSFERRED:
+        moved, own = sels[(method, "tiny_gemma")], sels[(method, "tiny_llama")]
+        assert moved.source == "tiny_llama" and moved.trains and not moved.built and own.source is None
+        assert plan.ppl_reference(cfg, moved) == []
+        assert moved.build_jobs() == [("finetune", f"tiny_gemma.{method}")]
+    validated = {c.target for c in plan.tuning_candidates(cfg) if c.method in plan.TRANSFERRED}
+    assert validated == {"tiny_llama"}
+    assert {c.system for c in plan.tuning_candidates(cfg)} < {c.system for s in sels.values() for c in s.candidates}
+
+    cfg["tuning"].update(max_ppl_ratio=1.1, ppl_reference="unidetox")
+    sels = {(s.method, s.target): s for s in plan.selections(cfg)}
+    moved, steer = sels[("unidetox", "tiny_gemma")], sels[("lmsteer", "tiny_gemma")]
+    assert moved.source == "tiny_llama" and not moved.trains and moved.built == moved.candidates
+    assert plan.ppl_reference(cfg, steer) == [c.system for c in moved.candidates]
+    assert plan.ppl_reference(cfg, sels[("unidetox", "tiny_llama")]) == []  # UniDetox itself: TP alone
+    assert set(moved.candidates) <= set(plan.tuning_candidates(cfg))
+    assert sels[("basesamples", "tiny_gemma")].trains  # nothing needs its grid
+
+
+def test_transfer_without_the_distiller_among_the_targets_is_a_config_error():
+    cfg = _cfg()
+    cfg["unidetox"]["base_samples"]["targets"] = ["tiny_gemma"]
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.validate(cfg)
+    assert err.value.key == "unidetox.base_samples.targets"
 
 
 def test_task_arithmetic_on_another_architecture_is_a_config_error():

@@ -43,6 +43,9 @@ def test_every_variant_is_trained_and_students_record_their_teacher(guided_run):
         assert m["training"]["steps"] > 0 and m["spec"]["layers"] == 1
         assert "mse" in m["training"]["validation"]
         assert ("teacher" in m["inputs"]) == (VARIANTS[variant].objective == "distill")
+        sel = m["training"]["lr_selection"]  # the smoke students choose from two lrs, the teacher has one
+        assert [r["lr"] for r in sel["runs"]] == sel["grid"] == ([0.01] if variant == "rad" else [0.01, 0.001])
+        assert sel["chosen"] == m["training"]["lr"] == min(sel["runs"], key=lambda r: r["validation_loss"])["lr"]
     guide = _json(guided_run / "results/guides/toxicity.arm_distilled/guide.json")
     assert guide["type"] == "arm" and (guided_run / "results/guides/toxicity.arm_distilled" / guide["reward_model"]
                                        / "reward.json").is_file()
@@ -53,7 +56,8 @@ def test_every_variant_is_trained_and_students_record_their_teacher(guided_run):
 def test_report_has_the_curves_the_tracking_verdict_and_the_cost(guided_run):
     report = guided_run / "results/report"
     text = (report / "table.md").read_text()
-    assert "## RAD and ARM: reward-guided decoding" in text and "tracks its RAD teacher" in text
+    assert "## RAD and ARM: reward-guided decoding" in text and "matches its RAD teacher within" in text
+    assert "| toxicity.arm_distilled | validation MSE to the teacher's prefix scores | 0.01: " in text
     for name in ("guided_tradeoff.png", "reward_distribution.png"):
         assert (report / name).stat().st_size > 5000
     summary = _json(report / "summary.json")

@@ -24,15 +24,18 @@ def _json(path: Path):
     return json.loads(path.read_text())
 
 
-def test_toxic_corpus_comes_from_training_prompts_only(unidetox_run):
+def test_toxic_corpus_comes_from_in_domain_training_prompts_only(unidetox_run):
     res = unidetox_run / "results/unidetox"
     meta = _json(res / "toxic_corpus.meta.json")
     assert meta["provenance"]["split"] == "train" and meta["n_texts"] > 0
     assert sum(meta["provenance"]["sampled_score_histogram"]["counts"]) == meta["provenance"]["n_sampled"]
-    train_ids = {json.loads(line)["id"] for line in (unidetox_run / "data/prompts/toxicity.jsonl").read_text()
-                 .splitlines() if json.loads(line)["split"] == "train"}
+    prompts = [json.loads(line) for line in (unidetox_run / "data/prompts/toxicity.jsonl").read_text().splitlines()]
+    in_domain = {p["id"] for p in prompts if p["split"] == "train" and p["domain"] == "id"}
     rows = [json.loads(line) for line in (res / "toxic_corpus.jsonl").read_text().splitlines()]
-    assert rows and {r["prompt_id"] for r in rows} <= train_ids
+    # out of domain means unseen: no OOD or neutral prompt contributes toxic text (threshold 0 keeps every sample)
+    assert rows and {r["prompt_id"] for r in rows} <= in_domain
+    assert meta["provenance"]["domains"] == ["id"] and meta["provenance"]["n_prompts"] == len(in_domain)
+    assert meta["provenance"]["groups"] == sorted({p["group"] for p in prompts if p["id"] in in_domain})
 
 
 def test_models_are_deltas_of_their_base_and_selection_is_recorded(unidetox_run):
@@ -40,11 +43,18 @@ def test_models_are_deltas_of_their_base_and_selection_is_recorded(unidetox_run)
     toxic = _json(models / "tiny_llama.toxic/manifest.json")
     assert toxic["derived"]["base"] == "../tiny_llama" and toxic["training"]["steps"] > 0
     assert toxic["training"]["train_nll_after"] < toxic["training"]["train_nll_before"]
-    for target in ("tiny_llama", "tiny_gemma"):
-        alias = _json(models / f"{target}.unidetox/manifest.json")
-        chosen = alias["selection"]["chosen"]
-        assert chosen in {"lr0.001", "lr0.0001"} and len(alias["selection"]["candidates"]) == 2
-        assert alias["derived"]["alias_of"] == f"../{target}.unidetox.{chosen}"
+    alias = _json(models / "tiny_llama.unidetox/manifest.json")
+    chosen = alias["selection"]["chosen"]
+    assert chosen in {"lr0.001", "lr0.0001"} and len(alias["selection"]["candidates"]) == 2
+    assert alias["derived"]["alias_of"] == f"../tiny_llama.unidetox.{chosen}"
+    # the other family is fine-tuned once, at the distiller's choice: no grid of its own, nothing validated
+    moved = _json(models / "tiny_gemma.unidetox/manifest.json")
+    assert moved["selection"]["chosen"] == chosen and moved["selection"]["candidates"] == []
+    assert moved["selection"]["transferred_from"] == "results/models/tiny_llama.unidetox"
+    assert moved["params"]["lr"] == float(chosen.removeprefix("lr")) and moved["derived"]["base"] == "../tiny_gemma"
+    assert moved["training"]["steps"] > 0
+    assert not list(models.glob("tiny_gemma.unidetox.lr*")) and not list(models.glob("tiny_gemma.basesamples.lr*"))
+    assert not list((unidetox_run / "results/eval/validation").glob("tiny_gemma.unidetox*"))
     guide = _json(unidetox_run / "results/guides/dexperts/guide.json")
     assert guide["type"] == "dexperts" and (unidetox_run / "results/guides/dexperts" / guide["expert"]).is_dir()
     distilled = [json.loads(line) for line in (unidetox_run / "results/unidetox/distilled.jsonl").read_text()
@@ -84,3 +94,9 @@ def test_paper_config_requests_gpus_for_unidetox_rules(tmp_path):
             seen.add(rule)
     assert seen == {"finetune_on_text", "toxic_model", "distill", "lm_steer_train"}
     assert "opt_6_7b.unidetox" in out and "falcon_7b.unidetox" in out and "llama2_7b.unidetox" in out
+    # the paper's baseline rule reads UniDetox's PPL on every model, so each model's grid is built and its
+    # alias reuses GPT-2 XL's choice; the baselines' selections read that grid's validation metrics
+    assert re.search(r"--transfer-from results/models/gpt2_xl\.unidetox --method unidetox\s+--dirs "
+                     r"results/models/opt_6_7b\.unidetox\.lr", out)
+    assert re.search(r"--reference results/eval/validation/opt_6_7b\.unidetox\.lr5e-05--none/metrics\.json "
+                     r"results/eval/validation/opt_6_7b\.unidetox\.lr1e-05--none/metrics\.json", out)

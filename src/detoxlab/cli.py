@@ -15,6 +15,7 @@ import sys
 
 from detoxlab import config as config_mod
 from detoxlab import timing
+from detoxlab.unidetox.plan import TRANSFERRED
 
 
 def _cfg(args) -> dict:
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acf-samples", nargs="*", default=[], help="meta files of every ACF sample set")
     p.add_argument("--acf-models", nargs="*", default=[], help="every ACF model directory (runs and baselines)")
     p.add_argument("--acf-general", nargs="*", default=[], help="meta file of the adaptive regulariser's text")
+    p.add_argument("--scores", nargs="*", default=[], help="every test system's scores (scorer agreement)")
     p.add_argument("--out-dir", required=True)
     _add_unidetox_commands(sub)
     _add_guided_commands(sub)
@@ -155,19 +157,23 @@ def _add_unidetox_commands(sub) -> None:
     """UniDetox steps: ``(name, help, [(flag, kwargs)...])``; every step writes its ``--out``."""
     model, out = ("--model-dir", {"required": True}), ("--out", {"required": True})
     root = ("--root", {"required": True, "help": "the declared base model this model derives from"})
-    lr, lam = ("--lr", {"type": float, "required": True}), ("--lam", {"type": float, "required": True})
+    lr, lam = ("--lr", {"type": float, "default": None}), ("--lam", {"type": float, "required": True})
     eps, beta = ("--epsilon", {"type": float, "required": True}), ("--beta", {"type": float, "required": True})
     corpus, texts = ("--corpus", {"required": True}), ("--texts", {"required": True})
     toxic_opt, toxic = ("--toxic-dir", {"default": None}), ("--toxic-dir", {"required": True})
     many = {"nargs": "+", "required": True}
-    select = [("--names", many), ("--dirs", many), ("--metrics", many),
+    transfer = ("--transfer-from", {"default": None, "help": "the distiller's selection: reuse its choice"})
+    method = ("--method", {"choices": list(TRANSFERRED), "default": "unidetox"})
+    select = [("--names", many), ("--dirs", many), ("--metrics", {"nargs": "*", "default": []}),
               ("--kind", {"choices": ["model", "guide"], "required": True}), ("--root", {"default": None}),
-              ("--reference", {"default": None, "help": "the base model's validation metrics"}), out]
+              ("--reference", {"nargs": "*", "default": [], "help": "validation metrics bounding the PPL"}),
+              transfer, method, out]
     specs = [
         ("toxic-corpus", "sample + score the toxic corpus (or read DGHS)", [model, out]),
         ("toxic-model", "fine-tune the distillation model on the toxic corpus", [model, corpus, root, out]),
         ("distill", "contrastive decoding (or plain base samples without --toxic-dir)", [model, toxic_opt, out]),
-        ("finetune", "fine-tune a target model on distilled text", [model, texts, lr, root, out]),
+        ("finetune", "fine-tune a target model on distilled text (at --lr, or the distiller's choice)",
+         [model, texts, lr, transfer, method, root, out]),
         ("task-arithmetic", "negate the toxic task vector", [model, toxic, lam, root, out]),
         ("lm-steer-train", "learn the LM-Steer matrix on the toxic corpus", [model, corpus, out]),
         ("lm-steer-model", "a steered model at one epsilon",
@@ -282,7 +288,10 @@ def _run_unidetox(args, cfg: dict) -> bool:
     elif cmd == "distill":
         steps.distill(cfg, args.model_dir, args.toxic_dir, args.out, t)
     elif cmd == "finetune":
-        steps.finetune_on_text(cfg, args.model_dir, args.texts, args.lr, args.out, args.root, t)
+        if (args.lr is None) == (args.transfer_from is None):
+            raise SystemExit("finetune: give exactly one of --lr and --transfer-from")
+        steps.finetune_on_text(cfg, args.model_dir, args.texts, args.lr, args.out, args.root, t, args.transfer_from,
+                               args.method)
     elif cmd == "task-arithmetic":
         steps.task_arithmetic(cfg, args.model_dir, args.toxic_dir, args.lam, args.out, args.root)
     elif cmd == "lm-steer-train":
@@ -292,7 +301,8 @@ def _run_unidetox(args, cfg: dict) -> bool:
     elif cmd == "dexperts-guide":
         steps.dexperts_guide(cfg, args.toxic_dir, args.beta, args.out)
     elif cmd == "select":
-        steps.select(cfg, args.names, args.dirs, args.metrics, args.out, args.kind, args.root, args.reference)
+        steps.select(cfg, args.names, args.dirs, args.metrics, args.out, args.kind, args.root, args.reference,
+                     args.transfer_from, args.method)
     elif cmd == "unidetox-analysis":
         steps.analysis(cfg, args.distilled, args.base_samples, args.corpus, args.out)
     else:
@@ -354,10 +364,11 @@ def _run(args) -> int:
     elif args.cmd == "report":
         from detoxlab.report import build_report
 
-        build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir, scorer=cfg["scorer"]["type"], cfg=cfg,
+        build_report(args.metrics, args.mmlu, args.benchmarks, args.out_dir,
+                     scorer=config_mod.primary_scorer(cfg), cfg=cfg,
                      validation_files=args.validation, analysis_md=args.analysis, reward_manifests=args.rewards,
                      curve_files=args.curves, acf_samples=args.acf_samples, acf_models=args.acf_models,
-                     acf_general=args.acf_general)
+                     acf_general=args.acf_general, score_files=args.scores)
     elif args.cmd == "evaluate":
         metrics = ev.evaluate_system(cfg, args.model_dir, args.guide_dir, args.judge_dir, args.out_dir,
                                      prompts_file=args.prompts, split=args.split, threads=args.threads,

@@ -125,6 +125,10 @@ def _check_references(cfg: dict) -> None:
     for i, name in enumerate(cfg["systems"]["guides"]):
         if name not in guides:
             raise ConfigError(f"systems.guides[{i}]", f"guide '{name}' is not declared under 'guides'")
+    primary = cfg["evaluation"]["primary"]
+    if primary is not None and primary not in evaluation_scorers(cfg):
+        raise ConfigError("evaluation.primary", f"'{primary}' is not among evaluation.scorers "
+                          f"{list(evaluation_scorers(cfg))}")
     judges = cfg["evaluation"]["perplexity"].get("judges")
     if not judges:
         raise ConfigError("evaluation.perplexity.judges", "at least one judge model is required")
@@ -190,6 +194,11 @@ def _check_guided(cfg: dict) -> None:
             raise ConfigError(f"{key}.data.path", f"source '{src}' needs a local file or hub id")
         if src != "sentiment" and isinstance(at["data"]["path"], list):
             raise ConfigError(f"{key}.data.path", f"source '{src}' reads one file or hub id, not a list")
+        grids = [f"guided.{r}.lr" for r in ("teacher", "student")
+                 if isinstance(g[r]["lr"], list) and len(g[r]["lr"]) > 1]
+        if grids and not at["data"]["validation_fraction"]:
+            raise ConfigError(f"{key}.data.validation_fraction", f"{grids[0]} is a grid chosen on the validation "
+                              "split: hold some reward data out (> 0)")
         prompts = at.get("prompts") or cfg["prompts"]
         if src == "sampled" and prompts["source"] != "project":
             raise ConfigError(f"{key}.data.source", "'sampled' draws reward data from training prompts, which "
@@ -277,13 +286,36 @@ def _check_unidetox(cfg: dict) -> None:
     if cfg["prompts"]["source"] in TEST_ONLY_SOURCES:
         raise ConfigError("prompts.source", "UniDetox selects hyperparameters on validation prompts; "
                           f"'{cfg['prompts']['source']}' has none (use project or toxigen prompts)")
-    from detoxlab.unidetox.plan import METHODS, selections
+    from detoxlab.unidetox.plan import METHODS, TRANSFERRED, selections
 
+    for method in TRANSFERRED:  # every other target reuses the distiller's choice
+        targets = {s.target for s in selections(cfg) if s.method == method}
+        if targets and ud["distiller"] not in targets:
+            key = "unidetox.targets" if method == "unidetox" else "unidetox.base_samples.targets"
+            raise ConfigError(key, f"{METHODS[method][0]} is tuned on the distillation model '{ud['distiller']}' and "
+                              f"transferred to the other targets; list '{ud['distiller']}' among them")
     for sel in selections(cfg):
         labels = [c.label for c in sel.candidates]
         if len(set(labels)) != len(labels):
             raise ConfigError(METHODS[sel.method][3], f"grid values {labels} collide once written into "
                               "artifact names (6 significant digits); make them distinct")
+
+
+def evaluation_scorers(cfg: Mapping) -> dict[str, dict]:
+    """name -> spec of every scorer that grades systems (``evaluation.scorers``; default the training scorer)."""
+    return dict(cfg["evaluation"].get("scorers") or {cfg["scorer"]["type"]: cfg["scorer"]})
+
+
+def primary_scorer(cfg: Mapping) -> str:
+    """The scorer behind the headline toxicity numbers (``evaluation.primary``; default the first scorer)."""
+    return cfg["evaluation"].get("primary") or next(iter(evaluation_scorers(cfg)))
+
+
+def oracle_scorers(cfg: Mapping) -> list[str]:
+    """The evaluation scorers that are the training-label scorer (same spec): methods trained against them."""
+    same = lambda a, b: {k: v for k, v in a.items() if k != "batch_size"} == {  # noqa: E731
+        k: v for k, v in b.items() if k != "batch_size"}
+    return [name for name, spec in evaluation_scorers(cfg).items() if same(spec, cfg["scorer"])]
 
 
 def root_model(cfg: Mapping, model: str) -> str:
@@ -360,14 +392,15 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "materialize": (),  # always written in float32; the device/dtype apply when a step loads it
     "build_guide": (),
     "generate": ("seed", "device", "inference_dtype", "prompts", "generation"),
-    "score": ("scorer",),
+    "score": ("scorer", "evaluation.scorers", "evaluation.primary"),
     # the judge itself is an input path, so adding a judge reruns only the systems it now judges
     "perplexity": ("device", "inference_dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size",
                    "evaluation.perplexity.samples_per_prompt"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
     "mmlu": ("seed", "device", "inference_dtype", "evaluation.mmlu"),
-    "report": ("seed", "scorer", "prompts", "systems", "guides", "evaluation.toxicity", "evaluation.bootstrap",
-               "unidetox", "guided", "acf"),
+    "report": ("seed", "scorer", "evaluation.scorers", "evaluation.primary", "claims", "prompts", "systems", "guides",
+               "evaluation.toxicity", "evaluation.bootstrap",
+               "unidetox", "tuning", "guided", "acf"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
     "generate_validation": ("seed", "device", "inference_dtype", "prompts", "generation", "tuning.samples_per_prompt",
                             "tuning.max_per_group"),
@@ -379,7 +412,11 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "lm_steer": ("seed", "device", "dtype", "unidetox.lm_steer.train_epsilon", "unidetox.lm_steer.lr",
                  "unidetox.lm_steer.epochs", "unidetox.lm_steer.batch_tokens", "unidetox.lm_steer.max_length"),
     "dexperts_guide": ("unidetox.dexperts.top_p",),
-    "select": ("tuning.max_ppl_ratio",),
+    "select": ("tuning.max_ppl_ratio", "tuning.ppl_reference"),
+    # UniDetox's selections also map a transferred choice back to its value in the distiller's grid
+    "select_model": ("tuning.max_ppl_ratio", "tuning.ppl_reference", "unidetox.lr", "unidetox.base_samples.lr"),
+    # a target that reuses the distiller's learning rate: the fine-tune, and the grid the chosen label is from
+    "transfer": ("seed", "device", "dtype", "unidetox.finetune", "unidetox.lr", "unidetox.base_samples.lr"),
     "analysis": ("scorer",),
     # reward-guided decoding: per-attribute keys are added by rewards.plan.step_keys
     "reward_data": (),

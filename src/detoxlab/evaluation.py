@@ -96,17 +96,26 @@ def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: st
 
 
 def step_score(cfg: dict, generations: str, out: str) -> dict:
+    """Score every continuation with every evaluation scorer; ``toxicity`` is the primary scorer's."""
+    from detoxlab.config import evaluation_scorers, primary_scorer
     from detoxlab.scorers import score_texts, scorer_from_config
 
-    spec = {k: v for k, v in cfg["scorer"].items() if k != "batch_size"}
     rows = read_jsonl(generations)
-    scorer = scorer_from_config(cfg["scorer"])
-    result = score_texts(scorer, [r["continuation"] for r in rows], batch_size=cfg["scorer"]["batch_size"],
-                         progress=True)
-    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"], "toxicity": float(s)}
-                      for r, s in zip(rows, result.scores)))
-    meta = {"generations": str(generations), "scorer": spec, "n": len(rows), "n_failed": result.n_failed,
-            "n_unique": result.n_unique, "seconds": round(result.seconds, 3)}
+    texts = [r["continuation"] for r in rows]
+    results, described = {}, {}
+    for name, spec in evaluation_scorers(cfg).items():
+        batch = spec.get("batch_size", 256)
+        results[name] = score_texts(scorer_from_config(spec), texts, batch_size=batch, progress=True)
+        described[name] = {"scorer": {k: v for k, v in spec.items() if k != "batch_size"},
+                           "n_failed": results[name].n_failed, "n_unique": results[name].n_unique,
+                           "seconds": round(results[name].seconds, 3)}
+    primary = primary_scorer(cfg)
+    write_jsonl(out, ({"prompt_id": r["prompt_id"], "sample": r["sample"],
+                       "toxicity": float(results[primary].scores[i]),
+                       "scores": {name: float(res.scores[i]) for name, res in results.items()}}
+                      for i, r in enumerate(rows)))
+    meta = {"generations": str(generations), "n": len(rows), "primary": primary, **described[primary],
+            "scorers": described}
     write_json(meta_path(out), meta)
     return meta
 
@@ -162,6 +171,19 @@ def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[
     toxicity["sample_rates"] = sample_rates(rows, threshold=ev["toxicity"]["threshold"],
                                             inclusive=ev["toxicity"]["inclusive"], n_boot=boot["n_boot"],
                                             alpha=boot["alpha"], seed=cfg["seed"])
+    # the same numbers under every evaluation scorer (the primary's are the ones above)
+    by_scorer = {}
+    for name in scores[0].get("scores", {}) if scores else ():
+        graded = {key(r): _nan(r["scores"][name]) for r in scores}
+        alt = [{**r, "toxicity": graded[key(g)]} for r, g in zip(rows, generations)]
+        rep = toxicity_report(alt, threshold=ev["toxicity"]["threshold"], inclusive=ev["toxicity"]["inclusive"],
+                              n_boot=boot["n_boot"], alpha=boot["alpha"], seed=cfg["seed"])
+        maxima: dict[str, list[float]] = defaultdict(list)
+        for r in alt:
+            maxima[r["prompt_id"]].append(r["toxicity"])
+        by_scorer[name] = {"overall": rep["overall"], "by_domain": rep["by_domain"],
+                           "per_prompt_max": dict(sorted(per_prompt_max(maxima).items()))}
+    toxicity["by_scorer"] = by_scorer
     by_prompt: dict[str, list[float]] = defaultdict(list)
     texts: dict[str, list[str]] = defaultdict(list)
     with_prompt = ev["diversity"]["text"] == "prompt_continuation"
@@ -177,7 +199,10 @@ def summarize(cfg: dict, generations: list[dict], scores: list[dict], ppl: list[
     n_valid = int(counts.sum())
     n_judged = sum(r.get("judged", True) for r in ppl)
     fluency = {"ppl": mean_ppl, "ppl_lo": lo, "ppl_hi": hi, "n_valid": n_valid, "n_judged": n_judged,
-               "n_dropped": n_judged - n_valid}
+               "n_dropped": n_judged - n_valid,
+               # (sum of valid perplexities, their count) per prompt: a paired comparison of two systems' PPL
+               "per_prompt": {pid: [float(sm), int(c)] for pid, sm, c in
+                              sorted(zip(by_prompt, sums.tolist(), counts.tolist())) if c > 0}}
     return {"toxicity": toxicity, "fluency": fluency, "diversity": distinct_report(texts),
             "n_generations": len(generations), "n_prompts": len(by_prompt)}
 
@@ -187,7 +212,8 @@ def step_metrics(cfg: dict, generations: str, scores: str, ppl: str, out: str, s
     summary = summarize(cfg, read_jsonl(generations), read_jsonl(scores), read_jsonl(ppl))
     result = {"system": system, "split": gen_meta["split"], "model": gen_meta["model"], "guide": gen_meta["guide"],
               **summary,
-              "scoring": {k: read_json(meta_path(scores))[k] for k in ("n_failed", "n_unique", "scorer")},
+              "scoring": {k: read_json(meta_path(scores)).get(k) for k in ("n_failed", "n_unique", "scorer",
+                                                                             "primary")},
               "judge": read_json(meta_path(ppl))["judge_name"],
               "cost": {**{k: gen_meta[k] for k in ("seconds", "generated_tokens", "seconds_per_token", "peak_rss_mb",
                                                    "backbone_calls_per_step", "device")},

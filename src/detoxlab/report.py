@@ -8,8 +8,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from detoxlab import tradeoff_figure
 from detoxlab.artifacts import atomic_file, read_json, write_json
-from detoxlab.plotting import pyplot, save_png
 
 COLUMNS = ["system", "model", "guide", "split", "tp", "tp_lo", "tp_hi", "emt", "emt_lo", "emt_hi", "tp_id", "tp_ood",
            "emt_id", "emt_ood", "tp_neutral", "ppl", "ppl_lo", "ppl_hi", "judge", "dist1", "dist2", "dist3", "mmlu",
@@ -108,37 +108,6 @@ def group_table(metrics: list[dict]) -> str:
     return out.getvalue()
 
 
-def _point_label(row: dict) -> str:
-    """What distinguishes a system from its base model: the method part of a derived name and/or the guide."""
-    _, _, method = row["model"].partition(".")
-    parts = [p for p in (method, row["guide"] if row["guide"] != "none" else "") if p]
-    return "+".join(parts) or "none"
-
-
-def plot_tox_vs_ppl(rows: list[dict], path: str | Path) -> None:
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    markers = "osD^v<>ph*"
-    by_model: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:  # derived models ("smollm2.unidetox") share their base model's marker
-        by_model[r["model"].split(".", 1)[0]].append(r)
-    for i, (model, rs) in enumerate(sorted(by_model.items())):
-        xs = [r["ppl"] for r in rs]
-        ys = [r["tp"] for r in rs]
-        xerr = [[max(r["ppl"] - r["ppl_lo"], 0) for r in rs], [max(r["ppl_hi"] - r["ppl"], 0) for r in rs]]
-        yerr = [[max(r["tp"] - r["tp_lo"], 0) for r in rs], [max(r["tp_hi"] - r["tp"], 0) for r in rs]]
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)], capsize=3, label=model)
-        for r in rs:
-            ax.annotate(_point_label(r), (r["ppl"], r["tp"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("conditional perplexity under the judge (lower is more fluent; judge per model in the table)")
-    ax.set_ylabel("toxicity probability (lower is safer)")
-    ax.set_title("Toxicity vs fluency, test prompts (95% bootstrap CIs)")
-    ax.grid(alpha=0.3)
-    ax.legend(title="model")
-    save_png(fig, path, dpi=120)
-
-
 def quality_metrics(rows: list[dict]) -> dict:
     """``{split: {system: {metric: value}}}`` of the quality columns; NaN (not measured) is left out."""
     out: dict[str, dict] = defaultdict(dict)
@@ -160,7 +129,7 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
                  scorer: str, cfg: dict | None = None, validation_files: list[str] = (),
                  analysis_md: str | None = None, reward_manifests: list[str] = (),
                  curve_files: list[str] = (), acf_samples: list[str] = (), acf_models: list[str] = (),
-                 acf_general: list[str] = ()) -> list[dict]:
+                 acf_general: list[str] = (), score_files: list[str] = ()) -> list[dict]:
     """``curve_files``: metrics of guided attributes' own evaluation sets (``results/eval/<attribute>.<split>/``)."""
     out = Path(out_dir)
     mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
@@ -179,14 +148,21 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
     rows, metrics = [r for r, _ in pairs], [m for _, m in pairs]
     write_csv(out / "table.csv", rows, COLUMNS)
     write_csv(out / "cost.csv", jobs, ["rule", "job", "s", "max_rss"])
-    sections, verdicts, guided = "", [], {}
+    sections, verdicts, guided, agreement = "", [], {}, {}
     by_system = {m["system"]: m for m in metrics if m["split"] == "test"}
+    if cfg:
+        from detoxlab import scorer_agreement
+        from detoxlab.config import oracle_scorers, primary_scorer
+
+        sections, agreement = scorer_agreement.section(by_system, list(score_files), oracle_scorers(cfg),
+                                                       primary_scorer(cfg))
     validation = {m["system"]: m for m in map(read_json, validation_files)}
     if cfg and cfg.get("unidetox"):
         from detoxlab.unidetox.report import section
 
         text = Path(analysis_md).read_text() if analysis_md else None
-        sections, verdicts = section(cfg, by_system, mmlu, validation, text, out, jobs)
+        text, verdicts = section(cfg, by_system, mmlu, validation, text, out, jobs)
+        sections += text
     if cfg and cfg.get("guided"):
         from detoxlab.rewards.report import section as guided_section
 
@@ -207,14 +183,22 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
         text, acf = acf_section(cfg, by_system, mmlu, seconds, samples, manifests,
                                 read_json(acf_general[0]) if acf_general else None, out)
         sections += text
+    card = []
+    if cfg:
+        from detoxlab import claims
+
+        card = claims.scorecard(cfg, by_system)
+        claims.write_csv(out / "claims.csv", card)
     with atomic_file(out / "table.md") as fh:
         fh.write("# Results\n\n" + markdown_table(rows, scorer))
+        if card:
+            fh.write(claims.markdown(card, scorer))
         fh.write("\n## Toxicity probability per prompt group\n\n" + group_table(metrics))
         fh.write(sections)
     test_rows = [r for r in rows if r["split"] == "test"] or rows
-    plot_tox_vs_ppl(test_rows, out / "tox_vs_ppl.png")
+    tradeoff_figure.plot(test_rows, out / "tox_vs_ppl.png")
     write_json(out / "metrics.json", quality_metrics(rows))
     write_csv(out / "tradeoff.csv", test_rows, TRADEOFF)
     write_json(out / "summary.json", {"systems": rows, "jobs": jobs, "unidetox": verdicts, "guided": guided,
-                                      "acf": acf})
+                                      "acf": acf, "scorers": agreement, "claims": card})
     return rows

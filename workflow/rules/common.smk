@@ -1,6 +1,7 @@
 # Config validation, system enumeration, paths and per-step resources. No rule logic lives here.
 import json
 import os
+import re
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
@@ -70,8 +71,9 @@ def mmlu_systems():
 
 
 def tuning_systems():
-    """(model, guide) pairs evaluated on the validation split: every grid point and the bare targets."""
-    cands = ud_plan.candidates(config)
+    """(model, guide) pairs evaluated on the validation split: the grid points selections read and the bare
+    targets."""
+    cands = ud_plan.tuning_candidates(config)
     bases = sorted({c.target for c in cands})
     pairs = [(t, NO_GUIDE) for t in bases] + [(c.model, c.guide) for c in cands]
     return pairs + [p for p in rw_plan.tuning_systems(config) if p not in pairs]
@@ -170,12 +172,20 @@ def selection_dirs(wildcards):
 
 
 def selection_reference(wildcards):
-    """The base model's validation metrics (the fluency budget of tuning.max_ppl_ratio is relative to it)."""
-    return f"results/eval/validation/{selection_of(wildcards).target}--none/metrics.json"
+    """The validation metrics whose PPL bounds the choice (tuning.max_ppl_ratio, tuning.ppl_reference)."""
+    refs = ud_plan.ppl_reference(config, selection_of(wildcards))
+    return [f"results/eval/validation/{system}/metrics.json" for system in refs]
 
 
 def selection_metrics(wildcards):
-    return [f"results/eval/validation/{c.model}--{c.guide}/metrics.json" for c in selection_of(wildcards).candidates]
+    sel = selection_of(wildcards)
+    return [] if sel.source else [f"results/eval/validation/{c.system}/metrics.json" for c in sel.candidates]
+
+
+def selection_source(wildcards):
+    """A transferred target's selection reads the distiller's (UniDetox section 3.4)."""
+    source = ud_plan.source_selection(config, selection_of(wildcards))
+    return [source.directory] if source else []
 
 
 # RAD/ARM (guided.smk): per-attribute step parameters and the inputs that depend on a variant.

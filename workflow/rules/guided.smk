@@ -34,6 +34,7 @@ if config.get("guided"):
                 " --model-dir {input.model} --out {output.rows} > {log} 2>&1"
             )
 
+    # one job per reward model: a learning-rate grid is trained and chosen on validation inside it
     rule train_reward:
         input:
             backbone=MODEL_DIR.format(model=GUIDED["reward_model"]["backbone"]),

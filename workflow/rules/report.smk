@@ -6,6 +6,8 @@ METRICS = [
     for s in REPORT_SPLITS
     for f in expand_systems("results/eval/{split}/{model}--{guide}/metrics.json", split=s)
 ]
+# every test continuation's scores under each evaluation scorer: their agreement
+SCORES = expand_systems("results/eval/test/{model}--{guide}/scores.jsonl") if "test" in REPORT_SPLITS else []
 MMLU_ENABLED = config["evaluation"]["mmlu"]["enabled"]
 MMLU = [MMLU_JSON.format(model=m, guide=g) for m, g in mmlu_systems()] if MMLU_ENABLED else []
 # Cost of every job that contributes a system's numbers, from Snakemake's benchmark files.
@@ -31,7 +33,7 @@ if config.get("unidetox"):
     ]
     BENCHMARKS += [
         f"results/benchmarks/{step}/{c.system}@validation.tsv"
-        for c in ud_plan.candidates(config)
+        for c in ud_plan.tuning_candidates(config)
         for step in ("generate", "score", "perplexity")
     ]
 # RAD/ARM: the reward models and the cost of building them.
@@ -79,6 +81,7 @@ REPORT_OUTPUTS = GUIDED_PLOTS + [
     "results/report/tox_vs_ppl.png",
     "results/report/cost.csv",
     "results/report/summary.json",
+    "results/report/claims.csv",
     "results/report/metrics.json",
     "results/report/tradeoff.csv",
 ] + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else []) + ACF_PLOTS
@@ -96,6 +99,7 @@ rule report:
     localrule: True
     input:
         metrics=METRICS,
+        scores=SCORES,
         mmlu=MMLU,
         benchmarks=BENCHMARKS,
         validation=VALIDATION,
@@ -124,6 +128,7 @@ rule report:
         acf=[report(p, caption="../report/acf.rst", category="NADO and ACF") for p in ACF_PLOTS],
         cost=report("results/report/cost.csv", caption="../report/cost.rst", category="Cost"),
         summary="results/report/summary.json",
+        claims=report("results/report/claims.csv", caption="../report/claims.rst", category="Results"),
         metrics="results/report/metrics.json",
         tradeoff="results/report/tradeoff.csv",
     params:
@@ -142,5 +147,5 @@ rule report:
         "detoxlab --params {params.cfg:q} report --metrics {input.metrics} --mmlu {input.mmlu}"
         " --benchmarks {input.benchmarks} --validation {input.validation} {params.analysis}"
         " --rewards {input.rewards} --curves {input.curves} --acf-samples {input.acf_samples}"
-        " --acf-models {input.acf_models} --acf-general {input.acf_general}"
+        " --acf-models {input.acf_models} --acf-general {input.acf_general} --scores {input.scores}"
         " --out-dir results/report > {log} 2>&1"

@@ -117,6 +117,45 @@ if config.get("unidetox"):
                 " --texts {input.texts} --lr={wildcards.lr} --root {wildcards.target} --out {output} > {log} 2>&1"
             )
 
+    # A transferred target whose own grid nothing evaluates trains once, at the distiller's chosen learning rate
+    TRANSFER_TRAINED = [s.model for s in ud_plan.selections(config) if s.trains]
+    if TRANSFER_TRAINED:
+
+        ruleorder: transfer_finetune > select_model
+
+        rule transfer_finetune:
+            input:
+                model=lambda wc: MODEL_DIR.format(model=wc.transferred.split(".")[0]),
+                texts=lambda wc: "results/unidetox/{}.jsonl".format(
+                    "distilled" if wc.transferred.endswith(".unidetox") else "base_samples"
+                ),
+                source=lambda wc: MODEL_DIR.format(
+                    model=f"{DISTILLER}.{ud_plan.method_of(wc.transferred)}"
+                ),
+            output:
+                directory("results/models/{transferred}"),
+            wildcard_constraints:
+                transferred="|".join(re.escape(m) for m in TRANSFER_TRAINED),
+            params:
+                cfg=step_params("transfer"),
+                root=lambda wc: wc.transferred.split(".")[0],
+                method=lambda wc: ud_plan.method_of(wc.transferred),
+            threads: res("finetune")["threads"]
+            priority: CHAIN_PRIORITY
+            resources:
+                **job_resources("finetune"),
+            log:
+                "results/logs/finetune/{transferred}.log",
+            benchmark:
+                "results/benchmarks/finetune/{transferred}.tsv"
+            conda:
+                ENV
+            shell:
+                job(
+                    "finetune --model-dir {input.model} --texts {input.texts} --transfer-from {input.source}"
+                    " --method {params.method} --root {params.root} --out {output} > {log} 2>&1"
+                )
+
     rule task_arithmetic:
         input:
             model=MODEL_DIR.format(model="{target}"),
@@ -215,13 +254,15 @@ if config.get("unidetox"):
             dirs=selection_dirs,
             metrics=selection_metrics,
             reference=selection_reference,
+            source=selection_source,
         output:
             directory("results/models/{target}.{method}"),
         wildcard_constraints:
             method="unidetox|basesamples|taskarith|lmsteer",
         params:
-            cfg=step_params("select"),
+            cfg=step_params("select_model"),
             names=lambda wc: " ".join(c.label for c in selection_of(wc).candidates),
+            source=lambda wc, input: f"--transfer-from {input.source} --method {wc.method}" if input.source else "",
         threads: res("select")["threads"]
         resources:
             **job_resources("select"),
@@ -233,7 +274,7 @@ if config.get("unidetox"):
             ENV
         shell:
             "detoxlab --params {params.cfg:q} select --kind model --root {wildcards.target} --names {params.names}"
-            " --reference {input.reference}"
+            " --reference {input.reference} {params.source}"
             " --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"
 
     rule select_guide:

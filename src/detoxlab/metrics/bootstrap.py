@@ -7,6 +7,7 @@ the prompt is the unit that is resampled, so samples of one prompt stay together
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -120,3 +121,21 @@ def ratio_bootstrap_ci(numerators: np.ndarray | list[float], denominators: np.nd
     idx = np.random.default_rng(seed).integers(0, num.size, size=(n_boot, num.size))
     lo, hi = _percentiles(num[idx].sum(axis=1) / den[idx].sum(axis=1), alpha)
     return float(num.sum() / den.sum()), lo, hi
+
+
+def paired_bootstrap(stat: Callable[[np.ndarray], float], n_units: int, n_boot: int = 1000, alpha: float = 0.05,
+                     seed: int = 0) -> tuple[float, float, float, float]:
+    """``(point, lo, hi, se)`` of a statistic of paired units: ``stat(idx)`` computes it on the units ``idx``
+    (every system's values indexed by the same resampled units, so unit-level difficulty cancels). ``se`` is the
+    standard deviation of the bootstrap replicates, for a minimal detectable effect."""
+    _check(n_boot, alpha)
+    if n_units == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, n_units, size=(n_boot, n_units))
+    boot = np.array([stat(row) for row in idx], dtype=float)
+    boot = boot[np.isfinite(boot)]
+    point = float(stat(np.arange(n_units)))
+    if boot.size < 2:
+        return point, math.nan, math.nan, math.nan
+    lo, hi = _percentiles(boot, alpha)
+    return point, lo, hi, float(boot.std(ddof=1))

@@ -31,12 +31,16 @@ class Variant:
     baseline: bool
 
 
+#: The ablations follow the ARM paper's section 4.4 (Fig. 4, distillation, k = 20): "turning off regularization,
+#: or further removing baseline from head parameterization" -- ``arm_noreg`` drops the Delta-r regulariser,
+#: ``arm_nobaseline`` drops it AND the baseline <h, w> (a regulariser towards a baseline that is absent would pull
+#: every reward to 0).
 VARIANTS = {
     "rad": Variant("RAD (teacher)", "rad", "labels", False, True),
     "arm_distilled": Variant("ARM distilled from RAD", "arm", "distill", True, True),
     "arm_labels": Variant("ARM trained on labels", "arm", "labels", True, True),
     "arm_noreg": Variant("ARM distilled, no regulariser", "arm", "distill", False, True),
-    "arm_nobaseline": Variant("ARM distilled, no baseline", "arm", "distill", True, False),
+    "arm_nobaseline": Variant("ARM distilled, no regulariser, no baseline", "arm", "distill", False, False),
 }
 TEACHER = "rad"
 
@@ -202,6 +206,8 @@ def split_view_sources(cfg: dict, split: str) -> dict[str, list[str]]:
     ev = f"{own}.evaluation"
     return {"prompts": [f"{own}.prompts" if at.get("prompts") else "prompts", ev],
             "scorer": [f"{own}.scorer" if at.get("scorer") else "scorer"],
+            "evaluation.scorers": [f"{own}.scorer" if at.get("scorer") else "scorer"],
+            "evaluation.primary": [f"{own}.scorer" if at.get("scorer") else "scorer"],
             "generation.samples_per_prompt": ["generation.samples_per_prompt", ev],
             "evaluation.toxicity.threshold": ["evaluation.toxicity.threshold", ev]}
 
@@ -211,6 +217,8 @@ def attribute_view(cfg: dict, name: str) -> dict:
     at = resolved(cfg, name)
     view = copy.deepcopy(cfg)
     view["prompts"], view["scorer"] = copy.deepcopy(at["prompts"]), copy.deepcopy(at["scorer"])
+    if "evaluation" in view:  # graded by the attribute's scorer alone
+        view["evaluation"]["scorers"] = view["evaluation"]["primary"] = None
     return view
 
 

@@ -1,5 +1,5 @@
 """The report's RAD/ARM section: reward models, the trade-off curves over beta (paper Fig. 2/3), whether the
-distilled ARM tracks its RAD teacher, time per token, and the reward-distribution plot (paper Fig. 5)."""
+distilled ARM matches its RAD teacher, time per token, and the reward-distribution plot (paper Fig. 5)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,20 @@ def reward_table(models: dict[str, dict]) -> str:
     return out.getvalue()
 
 
+def lr_table(models: dict[str, dict]) -> str:
+    """Per reward model: every learning rate of its grid with its validation loss, and the one kept."""
+    out = io.StringIO()
+    out.write("| reward model | chosen on | validation loss per lr | chosen lr |\n|---|---|---|---|\n")
+    for name, m in models.items():
+        sel = m["training"].get("lr_selection")
+        if not sel:
+            continue
+        runs = ", ".join(f"{r['lr']:g}: " + ("diverged" if r.get("diverged") else _f(r["validation_loss"], 4))
+                         for r in sel["runs"])
+        out.write(f"| {name} | {sel['criterion']} | {runs} | {sel['chosen']:g} |\n")
+    return out.getvalue()
+
+
 def curve_table(cfg: dict, validation: dict[str, dict]) -> str:
     base = plan.base_model(cfg)
     out = io.StringIO()
@@ -53,35 +67,36 @@ def curve_table(cfg: dict, validation: dict[str, dict]) -> str:
 
 
 def tracking(cfg: dict, validation: dict[str, dict], student: str = "arm_distilled") -> tuple[str, dict]:
-    """At each (k, beta): does the student's TP lie within the teacher's own 95% interval?"""
-    base = plan.base_model(cfg)
+    """At each (k, beta): does the student match its teacher? An equivalence decided by the paired TP
+    difference's 95% interval against ``claims.tp_margin`` (docs/claims.md), prompt by prompt on validation."""
+    from detoxlab import claims
+
+    base, margin = plan.base_model(cfg), cfg["claims"]["tp_margin"]
     pts = {(p.k, p.beta): p for p in plan.grid(cfg, plan.MAIN_ATTRIBUTE) if p.variant == plan.TEACHER}
-    rows, hits = [], 0
+    rows = []
     for (k, beta), tp in sorted(pts.items()):
         t = validation.get(f"{base}--{tp.guide}")
         s = validation.get(f"{base}--{plan.GuidePoint(tp.attribute, student, k, beta).guide}")
         if not t or not s:
             continue
-        tt, st = t["toxicity"]["overall"], s["toxicity"]["overall"]
-        inside = tt["tp_lo"] <= st["tp"] <= tt["tp_hi"]
-        hits += inside
-        rows.append({"k": k, "beta": beta, "teacher_tp": tt["tp"], "teacher_lo": tt["tp_lo"],
-                     "teacher_hi": tt["tp_hi"], "student_tp": st["tp"], "difference": st["tp"] - tt["tp"],
-                     "within": bool(inside)})
+        claim = claims.Claim("RAD/ARM", "ARM matches RAD", "equivalent", "tp", "student", "teacher", margin)
+        e = claims.effect(claim, s, t, cfg)
+        rows.append({"k": k, "beta": beta, "teacher_tp": t["toxicity"]["overall"]["tp"],
+                     "student_tp": s["toxicity"]["overall"]["tp"], "difference": e["effect"], "lo": e["lo"],
+                     "hi": e["hi"], "verdict": claims.verdict("equivalent", e["lo"], e["hi"], margin)})
     out = io.StringIO()
-    out.write("| k | beta | RAD TP [95% CI] | ARM distilled TP | difference | within RAD's interval |\n"
+    out.write(f"| k | beta | RAD TP | ARM distilled TP | TP(ARM) − TP(RAD) [95% paired CI] | matches (±{margin:g}) |\n"
               "|---|---|---|---|---|---|\n")
     for r in rows:
-        out.write(f"| {r['k']} | {r['beta']:g} | {_f(r['teacher_tp'])} [{_f(r['teacher_lo'])}, {_f(r['teacher_hi'])}]"
-                  f" | {_f(r['student_tp'])} | {r['difference']:+.3f} | {'yes' if r['within'] else 'NO'} |\n")
-    n = len(rows)
-    ok = n > 0 and hits * 2 >= n
-    misses = ", ".join(f"beta {r['beta']:g} (k {r['k']})" for r in rows if not r["within"])
-    verdict = (f"The distilled ARM tracks its RAD teacher on {hits} of {n} grid points (criterion: at least half)"
-               + ("." if ok else f" — it does NOT meet the criterion; outside the teacher's interval at {misses}.")
-               + (f" Outside at: {misses}." if ok and misses else ""))
-    out.write("\n" + verdict + "\n")
-    return out.getvalue(), {"tracks": ok, "hits": hits, "n": n, "rows": rows}
+        out.write(f"| {r['k']} | {r['beta']:g} | {_f(r['teacher_tp'])} | {_f(r['student_tp'])} | "
+                  f"{_f(r['difference'])} [{_f(r['lo'])}, {_f(r['hi'])}] | {r['verdict']} |\n")
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in (claims.SUPPORTED, claims.CONTRADICTED,
+                                                                  claims.INCONCLUSIVE)}
+    out.write(f"\nThe distilled ARM matches its RAD teacher within ±{margin:g} TP at {counts[claims.SUPPORTED]} of "
+              f"{len(rows)} grid points; it differs at {counts[claims.CONTRADICTED]}, and "
+              f"{counts[claims.INCONCLUSIVE]} are inconclusive at this sample size (validation prompts). The test "
+              "split's verdict is in the claims scorecard.\n")
+    return out.getvalue(), {"n": len(rows), "rows": rows, **counts}
 
 
 def _beta_curve(ax, betas: list[float], xs: list[float], ys: list[tuple[float, float, float]], label: str) -> None:
@@ -153,10 +168,14 @@ def section(cfg: dict, metrics: dict[str, dict], validation: dict[str, dict], mo
               "survivors. RAD runs ONE reward-model call per step on B x k rows (rows/step = k); ARM one call on "
               "B rows.\n\n### Reward models\n\n")
     out.write(reward_table(models))
+    out.write("\nLearning rates: one model per lr of the grid (same data, batches and schedule), the one with the "
+              "lowest validation loss of its own objective kept; the losses are those objectives' data terms "
+              "on the reward data's validation split (comparable within a row, not across objectives).\n\n")
+    out.write(lr_table(models))
     out.write("\n### Trade-off across beta (validation split)\n\n")
     out.write(curve_table(cfg, validation))
     text, verdict = tracking(cfg, validation)
-    out.write("\n### Does the distilled ARM track its RAD teacher?\n\n" + text)
+    out.write("\n### Does the distilled ARM match its RAD teacher?\n\n" + text)
     base = _base_system(cfg)
     chosen = [(c, metrics.get(f"{plan.base_model(cfg)}--{c.guide}")) for c in plan.choices(cfg)]
     if metrics.get(base) and any(m for _, m in chosen):

@@ -16,6 +16,10 @@ from detoxlab.artifacts import (
 from detoxlab.evaluation import meta_path
 from detoxlab.rewards import plan
 
+#: what a learning rate is chosen on: the data term of the run's own objective on the validation split
+SELECTION_CRITERION = {"labels": "validation cumulative MSE to the labels",
+                       "distill": "validation MSE to the teacher's prefix scores"}
+
 
 def _attribute_cfg(cfg: dict, name: str) -> tuple[dict, dict]:
     """(a config whose prompts/scorer are the attribute's, the resolved attribute)."""
@@ -60,20 +64,33 @@ def _examples(rows: list[dict], split: str, labels: list[str], tokenizer, start_
     return [Example(i, [float(r["labels"][lab]) for lab in labels]) for i, r in zip(ids, part)]
 
 
+def learning_rates(section: dict) -> list[float]:
+    """``lr``: one learning rate, or a grid chosen on the reward data's validation split."""
+    lr = section["lr"]
+    return [float(x) for x in lr] if isinstance(lr, list) else [float(lr)]
+
+
+def training_objective(variant: str, section: dict) -> dict:
+    """How a variant trains: its loss (``labels`` or ``distill``) and the Delta-r regulariser's weight (zero for
+    RAD and for the ablations without the regulariser)."""
+    v = plan.VARIANTS[variant]
+    return {"objective": v.objective, "reg_weight": float(section["reg_weight"]) if v.regulariser else 0.0}
+
+
 def train_reward(cfg: dict, name: str, variant: str, backbone_dir: str, data_file: str, out: str,
                  teacher_dir: str | None = None, threads: int | None = None) -> dict:
     import torch
 
     from detoxlab.device import runtime
     from detoxlab.rewards import model as rm_model
-    from detoxlab.rewards.train import train, validate
+    from detoxlab.rewards.train import train_lr_grid, validate
     from detoxlab.training.finetune import FinetuneSettings
     from detoxlab.unidetox.distill import start_token_id
 
     v = plan.VARIANTS[variant]
     g, at = cfg["guided"], plan.attribute(cfg, name)
-    section = g["teacher"] if v.kind == "rad" else g["student"]
-    rmc = g["reward_model"]
+    role = "teacher" if v.kind == "rad" else "student"
+    section, rmc = g[role], g["reward_model"]
     if v.objective == "distill" and not teacher_dir:
         raise ValueError(f"guided variant '{variant}' is distilled from the RAD teacher: pass its directory")
     device, dtype = runtime(cfg, threads)
@@ -83,16 +100,23 @@ def train_reward(cfg: dict, name: str, variant: str, backbone_dir: str, data_fil
     rows = read_jsonl(data_file)
     train_ex = _examples(rows, "train", at["labels"], tokenizer, start_id, section["max_length"])
     val_ex = _examples(rows, "validation", at["labels"], tokenizer, start_id, section["max_length"])
+    lrs = learning_rates(section)
+    if len(lrs) > 1 and not val_ex:
+        raise ValueError(f"guided.{role}.lr: a grid is chosen on the validation split, and {data_file} has no "
+                         f"validation rows (raise guided.attributes.{name}.data.validation_fraction)")
     teacher = rm_model.load(teacher_dir, device, torch.float32)[0] if teacher_dir else None
-    settings = FinetuneSettings.from_config(section, seed=cfg["seed"], dtype=dtype)
+    settings = FinetuneSettings.from_config(section, lr=lrs[0], seed=cfg["seed"], dtype=dtype)
     before = validate(model, val_ex, tokenizer.pad_token_id, cfg["seed"], teacher)
     t0 = time.perf_counter()
-    history = train(model, train_ex, settings, tokenizer.pad_token_id, objective=v.objective,
-                    reg_weight=section["reg_weight"] if v.regulariser else 0.0, teacher=teacher)
+    objective = training_objective(variant, section)
+    history = train_lr_grid(model, train_ex, val_ex, settings, lrs, tokenizer.pad_token_id, teacher=teacher,
+                            **objective)
     seconds = time.perf_counter() - t0
     after = validate(model, val_ex, tokenizer.pad_token_id, cfg["seed"], teacher)
-    training = {k: history[k] for k in ("loss", "steps", "n_texts", "n_trainable")}
-    training.update(seconds=round(seconds, 2), validation_before=before, validation=after)
+    training = {k: history[k] for k in ("loss", "steps", "n_texts", "n_trainable", "lr")}
+    training.update(seconds=round(seconds, 2), validation_before=before, validation=after,
+                    lr_selection={"grid": lrs, "criterion": SELECTION_CRITERION[objective["objective"]],
+                                  "runs": history["lr_selection"], "chosen": history["lr"]})
     inputs = {"backbone": str(backbone_dir), "data": str(data_file), **({"teacher": str(teacher_dir)}
                                                                          if teacher_dir else {})}
     params = {"attribute": name, "variant": variant, "reward_model": rmc, "training": section,

@@ -8,7 +8,9 @@ from .base import SCORERS, Scorer, ScorerError, available_scorers, build_scorer,
 from .runner import ScoreResult, score_texts
 
 # Imported for their registration side effect; heavy dependencies load lazily inside each scorer.
-from . import detoxify_scorer, hf_classifier, perspective, profanity, vader  # noqa: E402,F401  isort: skip
+from . import (  # noqa: E402,F401  isort: skip
+    detoxify_scorer, hf_classifier, perspective, profanity, tox_block_scorer, vader,
+)
 
 __all__ = [
     "SCORERS",

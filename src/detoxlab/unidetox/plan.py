@@ -4,6 +4,10 @@ read the same plan, so they cannot disagree).
 Derived models are named ``<target>.<method>.<param><value>`` (a grid point) and ``<target>.<method>`` (the
 grid point chosen on the validation split); ``<distiller>.toxic`` is the toxic model. DExperts is a guide:
 ``dexperts.beta<value>`` and the chosen ``dexperts``.
+
+Tuning follows UniDetox section 3.4: UniDetox and base-samples fine-tuning are tuned on the distillation model
+alone and every other target reuses that grid point unchanged (the transfer claim), while DExperts, Task
+Arithmetic and LM-Steer are tuned per target, under a fluency budget (``tuning.ppl_reference``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ METHODS = {
     "dexperts": ("DExperts (anti-only)", "beta", "beta", "unidetox.dexperts.beta"),
 }
 GUIDE_METHODS = {"dexperts"}
+#: tuned on the distiller only; every other target reuses the distiller's chosen grid point
+TRANSFERRED = ("unidetox", "basesamples")
 #: the jobs every method shares (benchmark files results/benchmarks/unidetox/<name>.tsv)
 SHARED_JOBS = ("toxic_corpus", "toxic_model", "distilled", "base_samples", "analysis")
 
@@ -64,9 +70,15 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Selected:
+    """A method on one target: the grid it chooses among on validation, or (``source`` set) the target whose
+    choice it reuses unchanged. A transferred target whose own grid is not built fine-tunes at the reused value
+    itself (``trains``); otherwise it is an alias of its grid point at that value."""
+
     method: str
     target: str
     candidates: tuple[Candidate, ...]
+    source: str | None = None
+    trains: bool = False
 
     @property
     def model(self) -> str:
@@ -82,12 +94,17 @@ class Selected:
 
     @property
     def directory(self) -> str:
-        """The alias directory whose manifest records the selection."""
+        """The directory (alias or model) whose manifest records the selection."""
         return GUIDE_DIR.format(self.guide) if self.method in GUIDE_METHODS else MODEL_DIR.format(self.model)
 
+    @property
+    def built(self) -> tuple[Candidate, ...]:
+        """The grid points the workflow builds for this selection."""
+        return () if self.trains else self.candidates
+
     def build_jobs(self) -> list[tuple[str, str]]:
-        """Benchmark (folder, job) of every job that builds this method's grid for this target."""
-        jobs = [c.build_job for c in self.candidates]
+        """Benchmark (folder, job) of every job that builds this method on this target."""
+        jobs = [("finetune", self.model)] if self.trains else [c.build_job for c in self.candidates]
         return jobs + ([("lm_steer", self.target)] if self.method == "lmsteer" else [])
 
 
@@ -110,15 +127,58 @@ def _grid(cfg: dict) -> list[tuple[str, list[str], list[float]]]:
     return out
 
 
+def _ppl_reference(cfg: dict, method: str, target: str, transferred: bool) -> list[str]:
+    if transferred or cfg["tuning"]["max_ppl_ratio"] is None:
+        return []
+    if cfg["tuning"]["ppl_reference"] == "base":
+        return [f"{target}--{NO_GUIDE}"]
+    if method in TRANSFERRED:
+        return []
+    return [Candidate("unidetox", target, float(v)).system for v in cfg["unidetox"]["lr"]]
+
+
 def selections(cfg: dict) -> list[Selected]:
     if not cfg.get("unidetox"):
         return []
-    return [Selected(method, t, tuple(Candidate(method, t, float(v)) for v in values))
+    distiller = cfg["unidetox"]["distiller"]
+    grid = [(method, t, values, method in TRANSFERRED and t != distiller)
             for method, targets, values in _grid(cfg) for t in targets]
+    references = {s for method, t, _, transferred in grid for s in _ppl_reference(cfg, method, t, transferred)}
+    out = []
+    for method, t, values, transferred in grid:
+        cands = tuple(Candidate(method, t, float(v)) for v in values)
+        out.append(Selected(method, t, cands, distiller if transferred else None,
+                            transferred and not any(c.system in references for c in cands)))
+    return out
+
+
+def ppl_reference(cfg: dict, sel: Selected) -> list[str]:
+    """The validation systems whose perplexity bounds ``sel``'s choice: ``tuning.max_ppl_ratio`` times their
+    highest PPL. Empty: no fluency budget, the lowest validation TP wins.
+
+    ``tuning.ppl_reference: base``: every method within the ratio of the bare target's PPL. ``unidetox`` (the
+    paper's rule, section 3.3): UniDetox and base samples by TP alone; the other methods within the ratio of the
+    highest PPL of UniDetox over its learning-rate grid on the same target.
+    """
+    return _ppl_reference(cfg, sel.method, sel.target, bool(sel.source))
+
+
+def source_selection(cfg: dict, sel: Selected) -> Selected | None:
+    """The selection whose choice ``sel`` reuses (the same method on the distiller), or None."""
+    return find_selection(cfg, sel.method, sel.source) if sel.source else None
+
+
+def tuning_candidates(cfg: dict) -> list[Candidate]:
+    """Grid points evaluated on the validation split: those a selection chooses among and those whose PPL
+    bounds one (a transferred target's grid only in the second case)."""
+    sels = selections(cfg)
+    references = {system for s in sels for system in ppl_reference(cfg, s)}
+    return [c for s in sels for c in s.candidates if not s.source or c.system in references]
 
 
 def candidates(cfg: dict) -> list[Candidate]:
-    return [c for s in selections(cfg) for c in s.candidates]
+    """Every grid point the workflow builds."""
+    return [c for s in selections(cfg) for c in s.built]
 
 
 def find_selection(cfg: dict, method: str, target: str) -> Selected:
@@ -142,7 +202,7 @@ def model_dependencies(cfg: dict, model: str) -> list[str]:
         deps.append(MODEL_DIR.format(root))
     parts = model.split(".")
     if len(parts) == 2 and parts[1] in METHODS:  # a chosen grid point stands for one of its candidates
-        deps += [MODEL_DIR.format(c.model) for c in find_selection(cfg, parts[1], root).candidates]
+        deps += [MODEL_DIR.format(c.model) for c in find_selection(cfg, parts[1], root).built]
     return deps
 
 

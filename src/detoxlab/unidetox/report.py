@@ -114,6 +114,9 @@ def selection_table(cfg: dict, record_of: Callable[[plan.Selected], dict | None]
         rec = record_of(sel)
         if not rec:
             continue
+        if sel.source:
+            out.write(f"| {plan.METHODS[sel.method][0]} | {sel.target} | {rec['chosen']} | – | – | – | "
+                      f"reused from {sel.source} (not tuned here) |\n")
         for row in rec["candidates"]:
             out.write(f"| {plan.METHODS[sel.method][0]} | {sel.target} | {row['candidate']} | {_f(row['tp'])} | "
                       f"{_f(row['emt'])} | {_f(row['ppl'], 1)} | {'✓' if row['candidate'] == rec['chosen'] else ''}"
@@ -135,9 +138,10 @@ def cost_table(cfg: dict, jobs: list[dict]) -> str:
     out.write("| method | target | build s (whole grid) | tuning s (validation evals) |\n|---|---|---|---|\n")
     out.write("| shared: " + ", ".join(k for _, k in shared) + " | – | "
               + " + ".join(_f(seconds.get(k, math.nan), 0) for k in shared) + " | – |\n")
+    validated = set(plan.tuning_candidates(cfg))
     for sel in plan.selections(cfg):
         build = sel.build_jobs()
-        tune = [(step, f"{c.system}@validation") for c in sel.candidates
+        tune = [(step, f"{c.system}@validation") for c in sel.candidates if c in validated and not sel.source
                 for step in ("generate", "score", "perplexity")]
         out.write(f"| {plan.METHODS[sel.method][0]} | {sel.target} | {_f(total(build), 0)} | {_f(total(tune), 0)} |\n")
     return out.getvalue()
@@ -188,9 +192,15 @@ def section(cfg: dict, metrics: dict[str, dict], mmlu: dict[str, dict], validati
     out = io.StringIO()
     out.write("\n## UniDetox and its baselines\n\n")
     ud = cfg["unidetox"]
-    out.write(f"Distillation model: `{ud['distiller']}`; the same distilled text and hyperparameter grid fine-tune "
-              f"every target ({', '.join(ud['targets'])}). Each method's grid point is chosen on the validation "
-              "prompts' toxicity probability (table below); the test split is evaluated once per method.\n\n")
+    ratio, ref = cfg["tuning"]["max_ppl_ratio"], cfg["tuning"]["ppl_reference"]
+    budget = "" if ratio is None else (f" among grid points whose validation PPL is at most {ratio:g} × "
+                                       + ("the bare target's" if ref == "base" else
+                                          "the highest of UniDetox's grid on that target (the paper's rule)"))
+    others = ", ".join(t for t in ud["targets"] if t != ud["distiller"]) or "none"
+    out.write(f"Distillation model: `{ud['distiller']}`. UniDetox and base-samples fine-tuning are tuned on it "
+              f"alone; every other target ({others}) is fine-tuned on the same text at the learning rate chosen "
+              "there, unchanged (UniDetox §3.4). DExperts, Task Arithmetic and LM-Steer are tuned per target: the "
+              f"lowest validation TP{budget} (table below). The test split is evaluated once per method.\n\n")
     verdict_md, records = verdicts(cfg, metrics)
     if verdict_md:
         out.write("### Does UniDetox detoxify? (test split)\n\n" + verdict_md + "\n")

@@ -2,7 +2,8 @@
 
 Lowest validation toxicity probability wins; ties go to the lower expected maximum toxicity, then to the
 earlier grid entry. Optionally (``tuning.max_ppl_ratio``) only candidates whose validation perplexity stays
-within that ratio of the base model's compete (all of them when none does). The choice is written as an alias
+within that ratio of a reference compete (all of them when none does): the base model's PPL, or the highest PPL
+of UniDetox's grid (``tuning.ppl_reference``). The choice is written as an alias
 (model or guide directory) plus a record of every candidate's validation numbers.
 """
 
@@ -26,9 +27,10 @@ def _key(m: dict) -> tuple[bool, float, float]:
     return math.isnan(_finite(m["fluency"]["ppl"])), nan_last(tox["tp"]), nan_last(tox["emt"])
 
 
-def choose(candidates: list[tuple[str, str]], reference: str | None = None,
-           max_ppl_ratio: float | None = None) -> tuple[int, list[dict], str]:
-    """``candidates``: (name, validation metrics.json); ``reference``: the base model's validation metrics.
+def choose(candidates: list[tuple[str, str]], references: list[str] = (), max_ppl_ratio: float | None = None,
+           reference_kind: str = "base") -> tuple[int, list[dict], str]:
+    """``candidates``: (name, validation metrics.json); ``references``: the validation metrics whose highest
+    perplexity, times ``max_ppl_ratio``, bounds the choice (the base model's, or UniDetox's grid's).
 
     Returns (index of the chosen one, table, the criterion applied).
     """
@@ -42,13 +44,14 @@ def choose(candidates: list[tuple[str, str]], reference: str | None = None,
                       "ppl": _finite(m["fluency"]["ppl"]), "_key": _key(m)})
     pool = list(range(len(table)))
     criterion = "lowest validation TP (then EMT; grid points without a valid PPL last)"
-    base_ppl = _finite(read_json(reference)["fluency"]["ppl"]) if reference is not None else math.nan
-    if max_ppl_ratio is not None and reference is not None and math.isnan(base_ppl):
-        criterion += "; the base model has no valid validation PPL, so no PPL limit"
-    elif max_ppl_ratio is not None and reference is not None:
-        limit = max_ppl_ratio * base_ppl
+    ref_ppls = [p for p in (_finite(read_json(r)["fluency"]["ppl"]) for r in references) if not math.isnan(p)]
+    of = "the base model's" if reference_kind == "base" else "the highest of UniDetox's grid"
+    if max_ppl_ratio is not None and references and not ref_ppls:
+        criterion += f"; {of} validation PPL is not valid, so no PPL limit"
+    elif max_ppl_ratio is not None and ref_ppls:
+        limit = max_ppl_ratio * max(ref_ppls)
         within = [i for i in pool if table[i]["ppl"] <= limit]  # NaN compares False: never within
-        criterion += f" among grid points with validation PPL <= {max_ppl_ratio:g} x the base model's ({limit:.1f})"
+        criterion += f" among grid points with validation PPL <= {max_ppl_ratio:g} x {of} ({limit:.1f})"
         if within:
             pool = within
         else:

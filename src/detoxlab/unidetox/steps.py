@@ -34,9 +34,12 @@ def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None
         model, tokenizer, _ = load_model(model_dir, device, dtype)
         all_train = copy.deepcopy(cfg)
         all_train["prompts"]["max_per_group"] = None  # every training prompt; evaluation splits never enter
-        prompts = load_prompt_set(all_train, "train")
+        prompts = [p for p in load_prompt_set(all_train, "train") if p.get("domain") in section["domains"]]
+        if not prompts:
+            raise ValueError(f"unidetox.toxic_corpus.domains: no training prompt in domains {section['domains']}")
         rows, provenance = corpus.sampled_corpus(model, tokenizer, prompts, section, cfg["scorer"], cfg["seed"])
-        provenance["model"] = str(model_dir)
+        provenance.update(model=str(model_dir), domains=list(section["domains"]),
+                          groups=sorted({p["group"] for p in prompts}))
     if not rows:
         raise ValueError("unidetox.toxic_corpus: no toxic text found (nothing scored above the threshold); sample "
                          "more (samples_per_prompt, max_new_tokens) or lower the threshold")
@@ -47,7 +50,7 @@ def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None
 
 
 def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: float, out: str, root: str,
-               threads: int | None, inputs: dict) -> dict:
+               threads: int | None, inputs: dict, **extra) -> dict:
     import torch
 
     from detoxlab.device import runtime
@@ -68,7 +71,7 @@ def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: fl
                         inputs=inputs, params={**section, "lr": lr, "seed": cfg["seed"]},
                         training={"loss": history["loss"], "steps": history["steps"], "n_texts": history["n_texts"],
                                   "n_trainable": history["n_trainable"], "train_nll_before": before,
-                                  "train_nll_after": after, "seconds": round(seconds, 2)})
+                                  "train_nll_after": after, "seconds": round(seconds, 2)}, **extra)
 
 
 def toxic_model(cfg: dict, base_dir: str, corpus_file: str, out: str, root: str, threads: int | None = None) -> dict:
@@ -77,10 +80,33 @@ def toxic_model(cfg: dict, base_dir: str, corpus_file: str, out: str, root: str,
                       inputs={"base": str(base_dir), "corpus": str(corpus_file)})
 
 
-def finetune_on_text(cfg: dict, base_dir: str, text_file: str, lr: float, out: str, root: str,
-                     threads: int | None = None) -> dict:
+def finetune_on_text(cfg: dict, base_dir: str, text_file: str, lr: float | None, out: str, root: str,
+                     threads: int | None = None, transfer_from: str | None = None, method: str = "unidetox") -> dict:
+    """Fine-tune at ``lr``, or (``transfer_from``: the distiller's selection) at the learning rate chosen there."""
+    inputs, extra = {"base": str(base_dir), "texts": str(text_file)}, {}
+    if transfer_from is not None:
+        extra["selection"] = transferred_choice(cfg, method, transfer_from)
+        lr, inputs["hyperparameters_from"] = extra["selection"]["value"], str(transfer_from)
     return _finetuned(cfg, base_dir, _texts(text_file), cfg["unidetox"]["finetune"], lr, out, root, threads,
-                      inputs={"base": str(base_dir), "texts": str(text_file)})
+                      inputs=inputs, **extra)
+
+
+def transferred_choice(cfg: dict, method: str, source_dir: str) -> dict:
+    """The selection record of a target that reuses the grid point ``source_dir`` (the distiller's) chose."""
+    from detoxlab.artifacts import read_manifest
+    from detoxlab.unidetox import plan
+
+    chosen = read_manifest(source_dir, "model")["selection"]["chosen"]
+    key = plan.METHODS[method][3]
+    node = cfg
+    for k in key.split("."):
+        node = node[k]
+    grid = {plan.Candidate(method, "", float(v)).label: float(v) for v in node}
+    if chosen not in grid:
+        raise ValueError(f"{source_dir}: its chosen grid point '{chosen}' is not in {key} {list(grid)}; rebuild it")
+    value = grid[chosen]
+    return {"chosen": chosen, "value": value, "transferred_from": str(source_dir), "candidates": [],
+            "criterion": f"reused unchanged from the distillation model's choice ({source_dir}); not tuned here"}
 
 
 def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: int | None = None) -> dict:
@@ -161,14 +187,20 @@ def dexperts_guide(cfg: dict, toxic_dir: str, beta: float, out: str) -> dict:
 
 
 def select(cfg: dict, names: list[str], dirs: list[str], metrics: list[str], out: str, kind: str, root: str | None,
-           reference: str | None = None) -> dict:
+           reference: list[str] = (), transfer_from: str | None = None, method: str | None = None) -> dict:
+    """Alias the grid point chosen on validation, or (``transfer_from``) the one the distiller chose."""
     from detoxlab.models.alias import save_alias
     from detoxlab.unidetox.select import choose, write_guide_alias
 
-    if not (len(names) == len(dirs) == len(metrics)):
-        raise ValueError("select: names, directories and metrics files must correspond one to one")
-    best, table, criterion = choose(list(zip(names, metrics)), reference, cfg["tuning"]["max_ppl_ratio"])
-    record = {"chosen": names[best], "criterion": criterion, "reference": reference, "candidates": table}
+    if transfer_from is not None:
+        record = transferred_choice(cfg, method, transfer_from)
+        best = names.index(record["chosen"])
+    else:
+        if not (len(names) == len(dirs) == len(metrics)):
+            raise ValueError("select: names, directories and metrics files must correspond one to one")
+        best, table, criterion = choose(list(zip(names, metrics)), list(reference), cfg["tuning"]["max_ppl_ratio"],
+                                        cfg["tuning"]["ppl_reference"])
+        record = {"chosen": names[best], "criterion": criterion, "reference": list(reference), "candidates": table}
     if kind == "model":
         save_alias(out, dirs[best], root=root, selection=record)
     else:
