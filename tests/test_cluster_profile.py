@@ -12,7 +12,7 @@ from tests.conftest import REPO
 from tests.workflow_utils import copy_workflow, snakemake
 
 # rules that train or run a language model on every token (the papers ran them on GPUs)
-GPU_RULES = {"generate", "perplexity", "mmlu", "score", "distill", "toxic_model", "finetune_on_text",
+GPU_RULES = {"generate", "perplexity", "mmlu", "score", "distill", "toxic_model", "finetune_on_text", "transfer_finetune",
              "lm_steer_train", "reward_data", "train_reward", "acf_samples", "acf_general", "nado", "acf_finetune",
              "acf_filtering", "acf_rl", "acf_classify"}
 # rules that only copy, combine or describe artifacts
