@@ -12,6 +12,14 @@ Indices below 0 are the base: every ``S_j`` with ``j <= 0`` is the base samples,
 target model are both the base is the base NADO -- one shared artifact, not several identical ones. A parallel
 NADO may estimate R under a newer model than the one that sampled its data (``importance_weights``): ``N_i``
 then reads ``S_{i-2}`` (from ``M_{i-2}``) reweighted to ``M_{i-1}``, the newest model of the previous iteration.
+
+Which NADO regularises which model (``regularisation``), parallel with importance weights: ``M_1 <- N_0`` and
+``M_2 <- N_1`` are the base NADO; ``M_3 <- N_2``, trained on the stale ``S_0`` reweighted to ``M_1``; in general
+``M_i <- N_{i-1}``, trained on ``S_{i-3}`` reweighted to ``M_{i-2}``. At n = 2 both parallel models are regularised
+by the base NADO (sequential: ``M_2 <- N_2``, on ``S_1`` from ``M_1``), so n >= 3 is the first run in which the
+parallel schedule's staleness and importance weights act. Without importance weights the first NADO that is not
+the base one is ``N_3`` (``S_1`` under ``M_1``), which regularises ``M_4``. Only what the final models and the
+report read is built (``run_artifacts``): the parallel ``N_n`` would regularise ``M_{n+1}`` and is not.
 """
 
 from __future__ import annotations
@@ -113,21 +121,45 @@ def nado_path(cfg: dict, run: str, i: int) -> str:
     return BASE_NADO if _is_base_nado(cfg, run, i) else f"{ACF_DIR}/{run}/nado{i}"
 
 
+def _finetune_nado_index(cfg: dict, run: str, i: int) -> int:
+    """j: ``N_j`` regularises ``M_i``."""
+    return i if find_run(cfg, run).schedule == "sequential" else i - 1
+
+
 def finetune_nado(cfg: dict, run: str, i: int) -> str:
     """The NADO that regularises ``M_i``."""
-    r = find_run(cfg, run)
-    return nado_path(cfg, run, i if r.schedule == "sequential" else i - 1)
+    return nado_path(cfg, run, _finetune_nado_index(cfg, run, i))
+
+
+@dataclass(frozen=True)
+class Regularisation:
+    model: int  # i: M_i
+    nado: int  # j: M_i is regularised by N_j
+    path: str  # N_j's directory (the base NADO's for every N_j that is the base NADO)
+    job: NadoJob  # what N_j was trained on
+
+
+def regularisation(cfg: dict, run: str, i: int) -> Regularisation:
+    """The NADO that regularises ``M_i`` and the samples and model it was trained on and under."""
+    j = _finetune_nado_index(cfg, run, i)
+    return Regularisation(i, j, nado_path(cfg, run, j), nado_job(cfg, run, j))
+
+
+def report_samples(cfg: dict, run: str) -> list[str]:
+    """``S_0..S_{n-1}``: the report's per-iteration sample toxicity."""
+    return list(dict.fromkeys(samples_path(cfg, run, i) for i in range(iterations(cfg))))
 
 
 def run_artifacts(cfg: dict, run: str) -> dict[str, list[str]]:
-    """Every artifact of ``n`` iterations: ``S_0..S_{n-1}``, ``N_1..N_n``, ``M_1..M_n`` (both schedules).
+    """What the run's final model ``M_n`` and the report read: ``M_1..M_n`` (each the start of the next), the
+    NADO of each, and ``S_0..S_{n-1}``. Nothing else: the parallel ``N_n`` would only regularise ``M_{n+1}``.
 
-    Asking for all of them, not only ``M_n``, keeps each parallel iteration three jobs wide (``N_n`` and the last
-    samples are what iteration ``n + 1`` would start from) and gives the report every iteration's samples.
+    The set is closed: every NADO's samples, proposal, target and warm start are among these (``N_j`` reads
+    ``S_{j-1}`` or ``S_{j-2}``, ``j <= n``, and warm-starts from ``N_{j-1}``, the NADO of the model before).
     """
     n = iterations(cfg)
-    return {"samples": list(dict.fromkeys(samples_path(cfg, run, i) for i in range(n))),
-            "nado": list(dict.fromkeys(nado_path(cfg, run, i) for i in range(1, n + 1))),
+    return {"samples": report_samples(cfg, run),
+            "nado": list(dict.fromkeys(finetune_nado(cfg, run, i) for i in range(1, n + 1))),
             "models": [model_dir(cfg, run, i) for i in range(1, n + 1)]}
 
 
@@ -205,7 +237,7 @@ def schedule_jobs(cfg: dict, run: str) -> dict[str, list[str]]:
     for i, path in enumerate(art["samples"]):
         jobs[path] = made(model_dir(cfg, run, i))
     for i in range(1, iterations(cfg) + 1):
-        add_nado(nado_path(cfg, run, i), i)
+        add_nado(finetune_nado(cfg, run, i), _finetune_nado_index(cfg, run, i))
         jobs[model_dir(cfg, run, i)] = made(model_dir(cfg, run, i - 1)) + [finetune_nado(cfg, run, i)]
         if r.regulariser == "adaptive":
             jobs[model_dir(cfg, run, i)].append(GENERAL)

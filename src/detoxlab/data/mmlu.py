@@ -288,3 +288,34 @@ def format_prompt(
     header = f"The following are multiple choice questions (with answers) about {topic}.\n\n"
     examples = "".join(f"{_format_question(s)} {LETTERS[s.answer]}\n\n" for s in shots)
     return header + examples + _format_question(question)
+
+
+def _format_cloze(question: MMLUQuestion) -> str:
+    return f"Question: {question.question.strip()}\nAnswer:"
+
+
+def format_cloze_prompt(question: MMLUQuestion, shots: Sequence[MMLUQuestion]) -> str:
+    """Prompt for answer-text scoring (lm-eval's ``mmlu_continuation``): the choices are not listed, each
+    scored continuation is " " + a choice's text; shots end in their gold answer's text."""
+    topic = question.subject.replace("_", " ")
+    header = f"The following are questions (with answers) about {topic}.\n\n"
+    examples = "".join(f"{_format_cloze(s)} {s.choices[s.answer].strip()}\n\n" for s in shots)
+    return header + examples + _format_cloze(question)
+
+
+# -------------------------------------------------------------------- held-out text
+
+
+def heldout_stems(pool: Sequence[MMLUQuestion], excluded: Iterable[MMLUQuestion], n: int,
+                  seed: int) -> list[MMLUQuestion]:
+    """A seeded, subject-stratified sample of `n` questions whose stems are human-written text for a
+    perplexity check: none shares its stem with an `excluded` (evaluated or few-shot) question, and no two
+    share a stem (MMLU repeats stock stems such as "Which of the following is true?")."""
+    seen = {q.question.strip() for q in excluded}
+    candidates = []
+    for q in pool:
+        stem = q.question.strip()
+        if stem and stem not in seen:
+            seen.add(stem)
+            candidates.append(q)
+    return stratified_subset(candidates, n, seed)

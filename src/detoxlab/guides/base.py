@@ -46,6 +46,14 @@ class Guide:
         """Per-batch decoding state, or ``None`` for guides that do not touch logits."""
         return None
 
+    def scoring_session(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> GuideSession | None:
+        """The logit rule for scoring given text (MMLU, held-out perplexity): the decoding rule without the
+        sampling filters it applies itself, which would give most observed tokens probability 0.
+
+        Raises ``NotImplementedError`` (with the reason) for a rule that defines no likelihood outside its
+        filter."""
+        return self.session(input_ids, attention_mask)
+
     def to(self, device: torch.device, dtype: torch.dtype) -> Guide:
         return self
 

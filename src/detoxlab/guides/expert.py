@@ -106,3 +106,9 @@ class AntiExpertGuide(ExpertGuide):
         from dataclasses import replace
 
         return replace(settings, top_p=1.0)  # the nucleus was already applied to the base inside combine
+
+    def scoring_session(self, input_ids, attention_mask):
+        # the ensemble on the whole vocabulary: the nucleus is a sampling filter, not part of the model
+        session = self.session(input_ids, attention_mask)
+        session.combine = lambda base, expert: anti_expert_logits(base, expert, self.spec["beta"], 1.0)
+        return session

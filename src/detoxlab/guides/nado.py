@@ -34,6 +34,9 @@ class NadoGuide(RewardGuide):
     def sampling_settings(self, settings: SamplingSettings) -> SamplingSettings:
         return settings
 
+    def scoring_session(self, input_ids, attention_mask):
+        return self.session(input_ids, attention_mask)  # an exact reweighting of every token: no filter
+
     def session(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> NadoSession:
         if self.rm is None:
             raise RuntimeError(f"guide {self.spec.get('name')}: call .to(device, dtype) before decoding")

@@ -130,6 +130,10 @@ class RewardGuide(Guide):
         # those k survivors (so beta = 0 is plain top-k sampling, draw for draw); no nucleus on top
         return replace(settings, top_k=int(self.spec["k"]), top_p=1.0)
 
+    def scoring_session(self, input_ids, attention_mask):
+        raise NotImplementedError(f"{self.type} rescores only the base's top-{self.spec['k']} candidates: tokens "
+                                  "outside them have no likelihood")
+
     def session(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> RewardSession:
         if self.rm is None:
             raise RuntimeError(f"guide {self.spec.get('name')}: call .to(device, dtype) before decoding")

@@ -1,4 +1,10 @@
-"""MMLU accuracy by answer-letter loglikelihood: argmax over log p(" A".." D" | few-shot prompt)."""
+"""MMLU accuracy in two forms, on one seeded, subject-stratified question set.
+
+* ``letter`` (the papers'): argmax over log p(" A".." D" | prompt listing the choices);
+* ``answer_text`` (lm-eval's ``mmlu_continuation``): argmax over the log-likelihood of each choice's text as the
+  continuation of "Question: ...\nAnswer:", summed or divided by its length (``answer_norm``). A small model
+  that answers every letter prompt with "A" can still rank answer texts, so this form can move above chance.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,24 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from detoxlab.data.mmlu import LETTERS, MMLUQuestion, format_prompt, load_mmlu, split_shots, stratified_subset
+from detoxlab.data.mmlu import (
+    LETTERS,
+    MMLUQuestion,
+    format_cloze_prompt,
+    format_prompt,
+    load_mmlu,
+    split_shots,
+    stratified_subset,
+)
 from detoxlab.guides import Guide
+from detoxlab.metrics.bootstrap import bootstrap_ci
+from detoxlab.metrics.likelihood import continuation_nll, encode
 from detoxlab.metrics.perplexity import suffix_nll
 from detoxlab.sampling import position_ids_from_mask
 
@@ -23,7 +40,8 @@ def letter_loglik(model, tokenizer, contexts: Sequence[str], guide: Guide, batch
 
     When every letter is one token appended to the context's tokens (true for common tokenizers) one forward
     pass per question suffices and a logit guide sees the same next-token logits it sees while decoding;
-    otherwise each continuation is scored in full.
+    otherwise each continuation is scored in full. A logit guide is applied without its sampling filters
+    (``Guide.scoring_session``: DExperts' nucleus would otherwise set most letters to -inf).
     """
     device = next(model.parameters()).device
     out = np.zeros((len(contexts), len(LETTERS)))
@@ -40,20 +58,19 @@ def letter_loglik(model, tokenizer, contexts: Sequence[str], guide: Guide, batch
             with torch.inference_mode():
                 logits = model(**enc, position_ids=position_ids_from_mask(enc.attention_mask),
                                logits_to_keep=1).logits[:, -1].float()
-                session = guide.session(enc.input_ids, enc.attention_mask)
+                session = guide.scoring_session(enc.input_ids, enc.attention_mask)
                 if session is not None:
                     logits = session.adjust(logits)
             logp = logits.log_softmax(-1).cpu()
             targets = torch.tensor([[row[j][-1] for j in range(len(LETTERS))] for row in letter_ids])
             out[rows] = logp.gather(-1, targets).numpy()
         else:
-            if guide.adjusts_logits:
-                raise ValueError("MMLU with a logit guide needs single-token answer letters; this tokenizer "
-                                 "splits ' A'..' D' into several tokens")
             seqs = [full for row in letter_ids for full in row]
             n_suffix = [len(full) - len(ids) for ids, row in zip(ctx_ids, letter_ids) for full in row]
-            nll = suffix_nll(model, seqs, n_suffix, tokenizer.pad_token_id)
-            out[rows] = -np.array(nll).reshape(len(batch), len(LETTERS))
+            nll = continuation_nll(model, guide, [s[:len(s) - n] for s, n in zip(seqs, n_suffix)],
+                                   [s[len(s) - n:] for s, n in zip(seqs, n_suffix)], tokenizer.pad_token_id,
+                                   batch_size=len(seqs))
+            out[rows] = -nll.reshape(len(batch), len(LETTERS))
         bar.update(len(batch))
     bar.close()
     return out
