@@ -1,12 +1,13 @@
 """Wall clock of ACF's parallel schedule vs the sequential one, each run by Snakemake from scratch.
 
 Each schedule gets its own scratch copy of the workflow with one ACF run (the embedded default's settings unless
-``--config`` names another), the base model materialised beforehand (not timed), and Snakemake asked for every
-artifact of ``--iterations`` iterations with ``--cores`` cores. The sequential DAG is a chain of 3n jobs; the
-parallel one has n + 2 levels of up to three independent jobs, so with equal jobs and three workers its wall
-clock is (n + 2) / (3n) of the sequential one (``ideal``). ``ideal_weighted`` replaces "equal jobs" by the
-measured job times (the parallel DAG's critical path over the sequential sum), and ``cores`` says how many
-workers the machine had: three concurrent single-threaded jobs need three cores to overlap fully.
+``--config`` names another), the base model materialised beforehand (not timed), and Snakemake asked for what the
+run's models and report read (``plan.run_artifacts``) at ``--iterations`` iterations with ``--cores`` cores. The
+sequential DAG is a chain of 3n jobs; the parallel one has n + 2 levels of up to three independent jobs, so with
+equal jobs and three workers its wall clock is (n + 2) / (3n) of the sequential one (``ideal``).
+``ideal_weighted`` replaces "equal jobs" by the measured job times (the parallel DAG's critical path over the
+sequential sum), and ``cores`` says how many workers the machine had: three concurrent single-threaded jobs need
+three cores to overlap fully.
 Last line: key=value pairs including ``parallel_vs_sequential`` and ``ideal``.
 """
 

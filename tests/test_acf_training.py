@@ -13,6 +13,7 @@ from detoxlab.acf import classify as cl
 from detoxlab.acf import nado as nd
 from detoxlab.acf import plan
 from detoxlab.acf.data import GENERAL, Sequence, from_samples, mc_prompt_r, prediction_index
+from detoxlab.acf.report import regulariser_table, regularisers
 from detoxlab.acf.regularised import ANCHOR, TASK, Regulariser, batch_loss, mean_objective, regularised_finetune
 from detoxlab.acf.rl import leave_one_out, policy_gradient, sequence_log_probs
 from detoxlab.guides.nado import NadoSession
@@ -278,6 +279,32 @@ def test_parallel_nado_reweights_to_the_newest_model():
     assert plan.nado_path(cfg, "par", 1) == plan.nado_path(cfg, "seq", 1) == plan.BASE_NADO
     assert plan.finetune_nado(cfg, "par", 3) == plan.nado_path(cfg, "par", 2)
     assert plan.finetune_nado(cfg, "seq", 3) == plan.nado_path(cfg, "seq", 3)
+
+
+@pytest.mark.parametrize("importance_weights", [True, False])
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_every_artifact_a_run_builds_is_read(n, importance_weights):
+    """The requested set is closed and has no leaf but the final model and the samples the report plots."""
+    cfg = _cfg(n, importance_weights)
+    for run in ("seq", "par"):
+        jobs, art = plan.schedule_jobs(cfg, run), plan.run_artifacts(cfg, run)
+        assert set(jobs) == set(art["samples"] + art["nado"] + art["models"])
+        read = {d for deps in jobs.values() for d in deps}
+        assert set(jobs) - read <= {plan.model_dir(cfg, run, n), *plan.report_samples(cfg, run)}
+
+
+def test_which_nado_regularises_which_model_at_three_iterations():
+    def chain(cfg, run):  # (N_j, its samples S_k, the model R is estimated under, importance-weighted)
+        return [(g["nado_path"], g["samples_path"], g["target"], g["importance_weighted"])
+                for g in regularisers(cfg, run)]
+
+    cfg, base = _cfg(3), (plan.BASE_NADO, plan.BASE_SAMPLES, 0, False)
+    assert chain(cfg, "par") == [base, base, ("results/acf/par/nado2", plan.BASE_SAMPLES, 1, True)]
+    assert chain(cfg, "seq") == [base, ("results/acf/seq/nado2", "results/acf/seq/samples1.jsonl", 1, False),
+                                 ("results/acf/seq/nado3", "results/acf/seq/samples2.jsonl", 2, False)]
+    assert chain(_cfg(3, False), "par") == [base] * 3  # N_2 on S_0 under M_0 is the base NADO
+    assert "| M_3 | N_2 | S_0 from M_0 | M_1 | yes |" in regulariser_table(cfg, "par")
+    assert "| M_2 | N_1 (the base NADO) | S_0 from M_0 | M_0 | no |" in regulariser_table(cfg, "par")
 
 
 def test_sequence_dataclass_defaults():

@@ -36,6 +36,17 @@ def test_ppl_effect_is_the_ratio_of_pooled_means_over_shared_prompts():
     assert e["n"] == 2 and e["effect"] == pytest.approx(1.2)
 
 
+def test_heldout_effect_is_the_ratio_of_mean_per_text_perplexities_over_shared_texts():
+    def texts(rows):
+        return {"heldout_text": {"texts": [{"id": i, "n_tokens": n, "nll": v} for i, n, v in rows]}}
+
+    # a: per-text PPL e^1 and e^3 (mean (e + e^3) / 2); b: e^1 and e^2; "only_a" and an empty text never count
+    a = texts([("t1", 2, 2.0), ("t2", 1, 3.0), ("only_a", 1, 50.0), ("empty", 0, 0.0)])
+    b = texts([("t1", 4, 4.0), ("t2", 2, 4.0), ("empty", 0, 0.0)])
+    e = claims.effect(claims.Claim("x", "x", "within", "heldout_ratio", "a", "b", 1.1), a, b, CFG)
+    assert e["n"] == 2 and e["effect"] == pytest.approx((math.e + math.e ** 3) / (math.e + math.e ** 2))
+
+
 @pytest.mark.parametrize("kind,lo,hi,margin,want", [
     ("lower", -0.2, -0.01, 0, "supported"), ("lower", -0.2, 0.01, 0, "inconclusive"),
     ("lower", 0.01, 0.2, 0, "contradicted"), ("higher", 0.01, 0.2, 0, "supported"),
@@ -74,5 +85,6 @@ def test_the_default_config_has_one_claim_per_headline_and_no_claim_compares_a_s
     assert all(c.a != c.b for c in rows)
     kinds = {(c.paper, c.kind) for c in rows}
     assert ("RAD/ARM", "equivalent") in kinds and ("NADO/ACF", "equivalent") in kinds
+    assert ("NADO/ACF", "heldout_ratio") in {(c.paper, c.measure) for c in rows}
     rows = claims.scorecard(cfg, {})
     assert {r["verdict"] for r in rows} == {claims.MISSING}

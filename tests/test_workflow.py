@@ -64,7 +64,8 @@ def test_smoke_run_produces_the_report(smoke_run):
                                            for g in ("none", "preprompt_short")}
     for r in rows:
         assert r["tp_lo"] <= r["tp"] <= r["tp_hi"] and r["emt_lo"] <= r["emt"] <= r["emt_hi"]
-        assert r["judge"] != r["model"] and 0 <= r["mmlu"] <= 1 and r["job_seconds"] > 0
+        assert r["judge"] != r["model"] and 0 <= r["mmlu_letter"] <= 1 and r["job_seconds"] > 0
+        assert 0 <= r["mmlu_answer"] <= 1 and r["heldout_ppl_lo"] <= r["heldout_ppl"] <= r["heldout_ppl_hi"]
     # every number is recomputable from stored rows
     from detoxlab import config as cfgmod
     from detoxlab.artifacts import read_jsonl

@@ -43,6 +43,10 @@ def test_every_iteration_artifact_exists_and_records_its_inputs(acf_run):
     par = _json(acf_run / "results/acf/parallel/nado2/manifest.json")
     assert par["training"]["importance_weighted"] and par["inputs"]["target"].endswith("parallel.it1")
     assert par["inputs"]["samples"] == plan.BASE_SAMPLES
+    # each parallel model records the NADO that regularised it: the base one, then N_2 (stale S_0, reweighted)
+    nados = [_json(acf_run / plan.model_dir(cfg, "parallel", i) / "manifest.json")["inputs"]["nado"] for i in (1, 2, 3)]
+    assert nados == [plan.BASE_NADO, plan.BASE_NADO, plan.nado_path(cfg, "parallel", 2)]
+    assert not (acf_run / plan.nado_path(cfg, "parallel", 3)).exists()  # only M_4 would read it
     assert 0 < par["training"]["effective_sample_size"] <= par["training"]["n_samples"]
     base = _json(acf_run / "results/acf/base/nado0/manifest.json")
     assert not base["training"]["importance_weighted"]
@@ -67,10 +71,14 @@ def test_report_has_the_acf_section(acf_run):
         assert label in md
     assert "non-toxic unconditional samples of the base model" in md  # the adaptive run's general data
     summary = _json(acf_run / "results/report/summary.json")["acf"]
-    assert set(summary["parallel_vs_sequential"]) == {"sequential_tp", "parallel_tp", "matches"}
+    assert set(summary["parallel_vs_sequential"]) == {"sequential_tp", "parallel_tp", "difference", "lo", "hi",
+                                                      "margin", "verdict", "matches"}
     runs = summary["runs"]
     assert runs["sequential"]["critical_path_jobs"] == 3 * 3 and runs["parallel"]["critical_path_jobs"] == 3 + 2
     assert runs["parallel"]["critical_path_s"] < runs["parallel"]["sum_s"]
+    assert "| M_3 | N_2 | S_0 from M_0 | M_1 | yes |" in md  # the parallel run's importance-weighted NADO
+    assert [g["nado_path"] for g in summary["regularisers"]["parallel"]] == \
+        [plan.BASE_NADO, plan.BASE_NADO, "results/acf/parallel/nado2"]
     assert (acf_run / "results/report/acf_iterations.png").stat().st_size > 0
     cls = _json(acf_run / "results/models/tiny_llama.acf.cls_reg/manifest.json")["training"]
     assert {"accuracy", "balanced_accuracy"} <= set(cls["objective_after"]["heldout"])
@@ -89,11 +97,36 @@ def _job_graph(work: Path, *configs: str) -> dict[str, set[str]]:
     return {outs[0]: {made_by[i][0] for i in ins if i in made_by} for outs, ins in jobs}
 
 
-def test_parallel_iterations_have_no_edge_between_their_three_jobs(tmp_path):
-    work = copy_workflow(tmp_path / "dag")
-    (work / "config/fast.yaml").write_text(FAST)
-    graph = _job_graph(work, "config/smoke.yaml", "config/fast.yaml")
-    cfg = cfgmod.load(work / "config/smoke.yaml")
+@pytest.fixture(scope="module", params=[2, 3])
+def smoke_graph(request, tmp_path_factory) -> tuple[dict[str, set[str]], dict]:
+    """The smoke config's job graph at ``acf.iterations`` 2 and 3, and its config."""
+    work = copy_workflow(tmp_path_factory.mktemp(f"dag{request.param}"))
+    (work / "config/fast.yaml").write_text(FAST + f"acf:\n  iterations: {request.param}\n")
+    cfg = cfgmod.load(work / "config/smoke.yaml", {"acf": {"iterations": request.param}})
+    return _job_graph(work, "config/smoke.yaml", "config/fast.yaml"), cfg
+
+
+def _is_run_artifact(cfg: dict, path: str) -> bool:
+    """S_i, N_i or M_i of some run (not the baselines, the general text or the classification data)."""
+    name = path.rsplit("/", 1)[-1]
+    return plan.parse_model(cfg, name) is not None or (
+        path.startswith(f"{plan.ACF_DIR}/") and name.startswith(("samples", "nado")))
+
+
+def test_every_acf_artifact_in_the_dag_is_read(smoke_graph):
+    """No job whose output only the report's bookkeeping (its benchmark and NADO inputs) asks for: each S_i, N_i,
+    M_i is read by another job, or is a run's final model, or is samples the report plots."""
+    graph, cfg = smoke_graph
+    readers = {d for job, deps in graph.items() if job != "results/report/table.md" for d in deps}
+    leaves = {p for p in graph if _is_run_artifact(cfg, p) and p not in readers}
+    finals = {plan.model_dir(cfg, r.name, plan.iterations(cfg)) for r in plan.runs(cfg)}
+    plotted = {s for r in plan.runs(cfg) for s in plan.report_samples(cfg, r.name)}
+    assert finals <= set(graph)
+    assert leaves <= finals | plotted, sorted(leaves - finals - plotted)
+
+
+def test_parallel_iterations_have_no_edge_between_their_three_jobs(smoke_graph):
+    graph, cfg = smoke_graph
     n = plan.iterations(cfg)
 
     def reaches(a: str, b: str) -> bool:  # a waits (directly or not) for b
@@ -108,11 +141,12 @@ def test_parallel_iterations_have_no_edge_between_their_three_jobs(tmp_path):
                     todo.append(d)
         return False
 
-    for i in range(2, n + 1):
-        trio = [plan.nado_path(cfg, "parallel", i), plan.model_dir(cfg, "parallel", i),
-                plan.samples_path(cfg, "parallel", i - 1)]
+    for i in range(2, n + 1):  # the last iteration has no N_n: only M_{n+1} would read it
+        trio = [plan.model_dir(cfg, "parallel", i), plan.samples_path(cfg, "parallel", i - 1)]
+        trio += [plan.nado_path(cfg, "parallel", i)] if i < n else []
         assert all(t in graph for t in trio), trio
         assert not any(reaches(a, b) for a in trio for b in trio if a != b)
+    assert plan.nado_path(cfg, "parallel", n) not in graph
     # the sequential run is one chain: its last model waits for every sample set and NADO before it
     last = plan.model_dir(cfg, "sequential", n)
     art = plan.run_artifacts(cfg, "sequential")

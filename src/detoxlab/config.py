@@ -397,9 +397,10 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "perplexity": ("device", "inference_dtype", "evaluation.perplexity.max_ppl", "evaluation.perplexity.batch_size",
                    "evaluation.perplexity.samples_per_prompt"),
     "metrics": ("seed", "evaluation.toxicity", "evaluation.bootstrap", "evaluation.diversity"),
-    "mmlu": ("seed", "device", "inference_dtype", "evaluation.mmlu"),
+    "mmlu": ("seed", "device", "inference_dtype", "evaluation.mmlu", "evaluation.heldout_text"),
     "report": ("seed", "scorer", "evaluation.scorers", "evaluation.primary", "claims", "prompts", "systems", "guides",
-               "evaluation.toxicity", "evaluation.bootstrap",
+               "evaluation.toxicity", "evaluation.bootstrap", "evaluation.mmlu.enabled",
+               "evaluation.heldout_text.enabled",
                "unidetox", "tuning", "guided", "acf"),
     # the validation split selects hyperparameters, possibly with fewer samples per prompt
     "generate_validation": ("seed", "device", "inference_dtype", "prompts", "generation", "tuning.samples_per_prompt",

@@ -226,17 +226,26 @@ def step_metrics(cfg: dict, generations: str, scores: str, ppl: str, out: str, s
 def step_mmlu(cfg: dict, model_dir: str, guide_dir: str, out: str, threads: int | None = None) -> dict:
     from detoxlab.device import runtime
     from detoxlab.guides import load_guide
-    from detoxlab.metrics.mmlu import evaluate_mmlu
+    from detoxlab.data.mmlu import heldout_stems
+    from detoxlab.metrics.heldout import heldout_perplexity
+    from detoxlab.metrics.mmlu import evaluate_mmlu, select_questions
     from detoxlab.models.registry import load_model
 
-    mc = cfg["evaluation"]["mmlu"]
+    mc, hc = cfg["evaluation"]["mmlu"], cfg["evaluation"]["heldout_text"]
     device, dtype = runtime(cfg, threads, inference=True)
     model, tokenizer, _ = load_model(model_dir, device, dtype)
     guide = load_guide(guide_dir).to(device, dtype)
     t0 = time.perf_counter()
-    result = evaluate_mmlu(model, tokenizer, guide, source=mc["source"], n_questions=mc["n_questions"],
-                           subjects=mc["subjects"], k_shot=mc["k_shot"], seed=cfg["seed"],
-                           batch_size=mc["batch_size"], progress=True)
+    sel = select_questions(mc["source"], mc["n_questions"], mc["subjects"], mc["k_shot"], cfg["seed"])
+    result = evaluate_mmlu(model, tokenizer, guide, sel, form=mc["form"], answer_norm=mc["answer_norm"],
+                           batch_size=mc["batch_size"], seed=cfg["seed"], progress=True)
+    result["seconds_mmlu"] = round(time.perf_counter() - t0, 3)
+    # held-out text in the same job: one model load per system
+    if hc["enabled"]:
+        texts = heldout_stems(sel.pool, [*sel.questions, *(q for s in sel.shots.values() for q in s)],
+                              hc["n_texts"], cfg["seed"])
+        result["heldout_text"] = {"source": hc["source"], **heldout_perplexity(
+            model, tokenizer, guide, texts, hc["max_length"], batch_size=hc["batch_size"], progress=True)}
     result.update(model=str(model_dir), guide=str(guide_dir), seconds=round(time.perf_counter() - t0, 3))
     write_json(out, result)
     return result
@@ -260,5 +269,5 @@ def evaluate_system(cfg: dict, model_dir: str, guide_dir: str | None, judge_dir:
     metrics = step_metrics(cfg, out / "generations.jsonl", out / "scores.jsonl", out / "ppl.jsonl",
                            out / "metrics.json", system=Path(model_dir).name + "--" + Path(str(guide_dir)).name)
     if mmlu and cfg["evaluation"]["mmlu"]["enabled"]:
-        metrics["mmlu"] = step_mmlu(cfg, model_dir, guide_dir, out / "mmlu.json", threads)["accuracy"]
+        metrics["mmlu"] = step_mmlu(cfg, model_dir, guide_dir, out / "mmlu.json", threads).get("accuracy", math.nan)
     return metrics

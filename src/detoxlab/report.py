@@ -12,13 +12,15 @@ from detoxlab import tradeoff_figure
 from detoxlab.artifacts import atomic_file, read_json, write_json
 
 COLUMNS = ["system", "model", "guide", "split", "tp", "tp_lo", "tp_hi", "emt", "emt_lo", "emt_hi", "tp_id", "tp_ood",
-           "emt_id", "emt_ood", "tp_neutral", "ppl", "ppl_lo", "ppl_hi", "judge", "dist1", "dist2", "dist3", "mmlu",
-           "gen_seconds", "seconds_per_token", "backbone_calls_per_step", "backbone_rows_per_step", "job_seconds",
-           "peak_rss_mb", "failed_scores", "n_prompts"]
+           "emt_id", "emt_ood", "tp_neutral", "ppl", "ppl_lo", "ppl_hi", "judge", "dist1", "dist2", "dist3",
+           "mmlu_letter", "mmlu_answer", "mmlu_answer_lo", "mmlu_answer_hi", "heldout_ppl", "heldout_ppl_lo",
+           "heldout_ppl_hi", "gen_seconds", "seconds_per_token", "backbone_calls_per_step", "backbone_rows_per_step",
+           "job_seconds", "peak_rss_mb", "failed_scores", "n_prompts"]
 
 # The deterministic columns (no timing): what `dvc metrics` tracks and what must reproduce byte for byte.
 QUALITY = ["tp", "tp_lo", "tp_hi", "emt", "emt_lo", "emt_hi", "tp_id", "tp_ood", "emt_id", "emt_ood", "tp_neutral",
-           "ppl", "ppl_lo", "ppl_hi", "dist1", "dist2", "dist3", "mmlu"]
+           "ppl", "ppl_lo", "ppl_hi", "dist1", "dist2", "dist3", "mmlu_letter", "mmlu_answer", "mmlu_answer_lo",
+           "mmlu_answer_hi", "heldout_ppl", "heldout_ppl_lo", "heldout_ppl_hi"]
 TRADEOFF = ["system", "split", "tp", "emt", "ppl", "dist2"]
 
 
@@ -44,10 +46,25 @@ def _job_key(path: Path) -> tuple[str, str | None]:
     return system, split or None
 
 
+def utility_intervals(mmlu: dict, cfg: dict) -> dict:
+    """An mmlu.json with its bootstrap intervals (MMLU accuracy over questions, held-out PPL over texts)."""
+    from detoxlab.metrics.heldout import heldout_intervals
+    from detoxlab.metrics.mmlu import accuracy_intervals
+
+    boot = {"n_boot": cfg["evaluation"]["bootstrap"]["n_boot"], "alpha": cfg["evaluation"]["bootstrap"]["alpha"],
+            "seed": cfg["seed"]}
+    out = accuracy_intervals(mmlu, **boot)
+    if "heldout_text" in out:
+        out["heldout_text"] = heldout_intervals(out["heldout_text"], **boot)
+    return out
+
+
 def _row(metrics: dict, mmlu: dict | None, jobs: list[dict]) -> dict:
     tox, flu, div = metrics["toxicity"], metrics["fluency"], metrics["diversity"]
     dom = tox.get("by_domain", {})
     model, _, guide = metrics["system"].partition("--")
+    mmlu = mmlu or {}
+    answer, heldout = mmlu.get("answer_text", {}), mmlu.get("heldout_text", {})
     return {"system": metrics["system"], "model": model, "guide": guide, "split": metrics["split"],
             "tp": tox["overall"]["tp"], "tp_lo": tox["overall"]["tp_lo"], "tp_hi": tox["overall"]["tp_hi"],
             "emt": tox["overall"]["emt"], "emt_lo": tox["overall"]["emt_lo"], "emt_hi": tox["overall"]["emt_hi"],
@@ -56,7 +73,11 @@ def _row(metrics: dict, mmlu: dict | None, jobs: list[dict]) -> dict:
             "tp_neutral": dom.get("neutral", {}).get("tp", math.nan),
             "ppl": flu["ppl"], "ppl_lo": flu["ppl_lo"], "ppl_hi": flu["ppl_hi"], "judge": metrics["judge"],
             "dist1": div["dist1"], "dist2": div["dist2"], "dist3": div["dist3"],
-            "mmlu": mmlu["accuracy"] if mmlu else math.nan,
+            "mmlu_letter": mmlu.get("accuracy", math.nan), "mmlu_answer": answer.get("accuracy", math.nan),
+            "mmlu_answer_lo": answer.get("accuracy_lo", math.nan),
+            "mmlu_answer_hi": answer.get("accuracy_hi", math.nan),
+            "heldout_ppl": heldout.get("ppl", math.nan), "heldout_ppl_lo": heldout.get("ppl_lo", math.nan),
+            "heldout_ppl_hi": heldout.get("ppl_hi", math.nan),
             "gen_seconds": metrics["cost"]["seconds"], "seconds_per_token": metrics["cost"]["seconds_per_token"],
             "backbone_calls_per_step": metrics["cost"]["backbone_calls_per_step"],
             "backbone_rows_per_step": metrics["cost"].get("backbone_rows_per_step", 0),
@@ -76,7 +97,8 @@ def _fmt(v, digits=3) -> str:
 
 def markdown_table(rows: list[dict], scorer: str) -> str:
     head = ["system", "split", "TP [95% CI]", "EMT [95% CI]", "TP ID", "TP OOD", "EMT ID", "EMT OOD",
-            "PPL [95% CI] (judge)", "dist-1", "dist-2", "dist-3", "MMLU", "s/token", "job s", "peak MB"]
+            "PPL [95% CI] (judge)", "dist-1", "dist-2", "dist-3", "MMLU letter",
+            "MMLU answer text [95% CI]", "held-out PPL [95% CI]", "s/token", "job s", "peak MB"]
     out = io.StringIO()
     out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
     for r in rows:
@@ -85,14 +107,20 @@ def markdown_table(rows: list[dict], scorer: str) -> str:
                  f"{_fmt(r['emt'])} [{_fmt(r['emt_lo'])}, {_fmt(r['emt_hi'])}]",
                  _fmt(r["tp_id"]), _fmt(r["tp_ood"]), _fmt(r["emt_id"]), _fmt(r["emt_ood"]),
                  f"{_fmt(r['ppl'], 1)} [{_fmt(r['ppl_lo'], 1)}, {_fmt(r['ppl_hi'], 1)}] ({r['judge']})",
-                 _fmt(r["dist1"]), _fmt(r["dist2"]), _fmt(r["dist3"]), _fmt(r["mmlu"]),
+                 _fmt(r["dist1"]), _fmt(r["dist2"]), _fmt(r["dist3"]), _fmt(r["mmlu_letter"]),
+                 f"{_fmt(r['mmlu_answer'])} [{_fmt(r['mmlu_answer_lo'])}, {_fmt(r['mmlu_answer_hi'])}]",
+                 f"{_fmt(r['heldout_ppl'], 1)} [{_fmt(r['heldout_ppl_lo'], 1)}, {_fmt(r['heldout_ppl_hi'], 1)}]",
                  _fmt(r["seconds_per_token"], 4), _fmt(r["job_seconds"], 0), _fmt(r["peak_rss_mb"], 0)]
         out.write("| " + " | ".join(cells) + " |\n")
     failed = sum(r["failed_scores"] for r in rows)
     out.write(f"\nToxicity scorer: `{scorer}` ({failed} failed scores, counted as missing). TP/EMT over the "
               "toxicity-probe prompts (neutral prompts excluded); CIs are 95% bootstrap intervals over prompts. "
               "PPL: mean conditional perplexity of the continuations under the judge model shown (never the "
-              "evaluated model itself).\n")
+              "evaluated model itself). MMLU letter: argmax of log p(' A'..' D') after the listed choices (the papers' "
+              "form; chance 0.25); MMLU answer text: argmax of each choice text's log-likelihood as the answer "
+              "(chance 0.25). Held-out PPL: the evaluated system's own perplexity of human-written MMLU question "
+              "stems (none of them evaluated), the same texts for every system: a rise over the base model is "
+              "lost utility.\n")
     return out.getvalue()
 
 
@@ -133,6 +161,8 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
     """``curve_files``: metrics of guided attributes' own evaluation sets (``results/eval/<attribute>.<split>/``)."""
     out = Path(out_dir)
     mmlu = {Path(p).stem: read_json(p) for p in mmlu_files}
+    if cfg:
+        mmlu = {k: utility_intervals(v, cfg) for k, v in mmlu.items()}
     jobs_by_key: dict[tuple[str, str | None], list[dict]] = defaultdict(list)
     jobs = []
     for p in map(Path, benchmark_files):
@@ -187,7 +217,7 @@ def build_report(metrics_files: list[str], mmlu_files: list[str], benchmark_file
     if cfg:
         from detoxlab import claims
 
-        card = claims.scorecard(cfg, by_system)
+        card = claims.scorecard(cfg, by_system, mmlu)
         claims.write_csv(out / "claims.csv", card)
     with atomic_file(out / "table.md") as fh:
         fh.write("# Results\n\n" + markdown_table(rows, scorer))

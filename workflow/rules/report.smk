@@ -52,7 +52,8 @@ BENCHMARKS += [
     for s, m, g in CURVE_SETS
     for step in ("generate", "score", "perplexity")
 ]
-# NADO/ACF: every run's artifacts (all three jobs of each iteration run), the baselines, their job costs.
+# NADO/ACF: what every run's final model and the report read (acf/plan.py: run_artifacts), the baselines, their
+# job costs.
 ACF_SAMPLES, ACF_NADO, ACF_MODELS, ACF_GENERAL = [], [], [], []
 if config.get("acf"):
     for _r in acf_plan.runs(config):

@@ -1,6 +1,6 @@
 """The report's NADO/ACF section: every run and baseline on one table (toxicity with CIs, perplexity, MMLU,
-training wall clock), whether parallel matches sequential, the schedules' measured critical paths, the
-iterations' sample toxicity, and the classification experiment."""
+training wall clock), whether parallel matches sequential, which NADO regularised each run's models, the
+schedules' measured critical paths, the iterations' sample toxicity, and the classification experiment."""
 
 from __future__ import annotations
 
@@ -57,8 +57,10 @@ def _training_seconds(cfg: dict, model: str, guide: str, seconds: dict[str, floa
 
 
 def parallel_verdict(cfg: dict, metrics: dict[str, dict]) -> tuple[str, dict]:
-    """Does the parallel schedule match the sequential one: is the difference of their final TP inside the 95%
-    interval of either?"""
+    """Does the parallel schedule match the sequential one? An equivalence claim: the paired TP difference's
+    95% interval against ``claims.tp_margin`` (docs/claims.md), over the test prompts both were evaluated on."""
+    from detoxlab import claims
+
     n, runs = plan.iterations(cfg), {r.schedule: r.name for r in plan.runs(cfg) if r.regulariser == "qstar"}
     if not {"sequential", "parallel"} <= set(runs):
         return "", {}
@@ -66,26 +68,55 @@ def parallel_verdict(cfg: dict, metrics: dict[str, dict]) -> tuple[str, dict]:
     par = metrics.get(f"{plan.model_name(cfg, runs['parallel'], n)}--none")
     if not seq or not par:
         return "", {}
+    margin = cfg["claims"]["tp_margin"]
+    e = claims.effect(claims.Claim("NADO/ACF", "parallel matches sequential", "equivalent", "tp", "parallel",
+                                   "sequential", margin), par, seq, cfg)
+    verdict = claims.verdict("equivalent", e["lo"], e["hi"], margin)
     s, p = seq["toxicity"]["overall"], par["toxicity"]["overall"]
-    inside = s["tp_lo"] <= p["tp"] <= s["tp_hi"] or p["tp_lo"] <= s["tp"] <= p["tp_hi"]
-    text = (f"Final TP after {n} iterations: sequential {_ci(s, 'tp')}, parallel {_ci(p, 'tp')}; difference "
-            f"{_f(p['tp'] - s['tp'])}. ")
-    text += ("**Parallel matches sequential**: each point estimate lies inside the other's 95% interval.\n"
-             if inside else "**Parallel does NOT match sequential** at this sample size: neither point estimate "
-             "lies inside the other's 95% interval.\n")
-    return text, {"sequential_tp": s["tp"], "parallel_tp": p["tp"], "matches": bool(inside)}
+    text = (f"Final TP after {n} iterations: sequential {_ci(s, 'tp')}, parallel {_ci(p, 'tp')}; paired difference "
+            f"TP(parallel) − TP(sequential) {_f(e['effect'])} [{_f(e['lo'])}, {_f(e['hi'])}] over {e['n']} prompts. "
+            f"Parallel matches sequential within ±{margin:g} TP: **{verdict}** (supported: the interval lies inside "
+            "the margin; contradicted: entirely outside it).\n")
+    return text, {"sequential_tp": s["tp"], "parallel_tp": p["tp"], "difference": e["effect"], "lo": e["lo"],
+                  "hi": e["hi"], "margin": margin, "verdict": verdict, "matches": verdict == claims.SUPPORTED}
+
+
+def _index(cfg: dict, model: str) -> int:
+    """i of ``M_i`` (0: the base) from a model's name."""
+    parsed = plan.parse_model(cfg, model)
+    return parsed[1] if parsed else 0
+
+
+def regularisers(cfg: dict, run: str) -> list[dict]:
+    """Per model ``M_i`` of the run: the NADO ``N_j`` that regularised it, the samples ``S_k`` (from ``M_k``) it was
+    trained on and the model ``M_t`` under which it estimates R (t != k: importance weights)."""
+    rows = []
+    for i in range(1, plan.iterations(cfg) + 1):
+        g = plan.regularisation(cfg, run, i)
+        k, t = _index(cfg, g.job.proposal), _index(cfg, g.job.target)
+        rows.append({"model": i, "nado": g.nado, "nado_path": g.path, "base_nado": g.path == plan.BASE_NADO,
+                     "samples": k, "samples_path": g.job.samples, "target": t, "importance_weighted": t != k})
+    return rows
+
+
+def regulariser_table(cfg: dict, run: str) -> str:
+    r = plan.find_run(cfg, run)
+    out = io.StringIO()
+    out.write(f"\n{run} ({r.schedule}, {r.regulariser}):\n\n| model | regularised by | NADO trained on | "
+              "R estimated under | importance-weighted |\n|---|---|---|---|---|\n")
+    for g in regularisers(cfg, run):
+        base = " (the base NADO)" if g["base_nado"] else ""
+        out.write(f"| M_{g['model']} | N_{g['nado']}{base} | S_{g['samples']} from M_{g['samples']} | "
+                  f"M_{g['target']} | {'yes' if g['importance_weighted'] else 'no'} |\n")
+    return out.getvalue()
 
 
 def iteration_trace(cfg: dict, samples: dict[str, dict]) -> dict[str, list[tuple[int, float]]]:
     """Per run: (iteration, fraction of its samples the oracle rejects) for S_0 .. S_{n-1}."""
     out = {}
     for r in plan.runs(cfg):
-        pts = []
-        for i in range(plan.iterations(cfg)):
-            meta = samples.get(plan.samples_path(cfg, r.name, i))
-            if meta:
-                pts.append((i, 1.0 - meta["satisfied"]))
-        out[r.name] = pts
+        metas = [samples.get(p) for p in plan.report_samples(cfg, r.name)]
+        out[r.name] = [(i, 1.0 - meta["satisfied"]) for i, meta in enumerate(metas) if meta]
     return out
 
 
@@ -170,6 +201,10 @@ def section(cfg: dict, metrics: dict[str, dict], mmlu: dict[str, dict], seconds:
                   f"({c['critical_path_jobs']}) | {_f((n + 2) / (3 * n)) if r.schedule == 'parallel' else '–'} |\n")
     out.write("\nThe critical path is the wall time with enough workers (`--cores`/`--jobs` >= 3 for a parallel run); "
               "`python benchmarks/acf_schedule.py` measures both schedules' wall clock.\n")
+    out.write("\n### Which NADO regularised which model\n\nS_k: the samples of M_k; R estimated under another model "
+              "than the one that sampled them: importance weights.\n")
+    for r in plan.runs(cfg):
+        out.write(regulariser_table(cfg, r.name))
     trace = iteration_trace(cfg, samples)
     plot_iterations(trace, Path(out_dir) / "acf_iterations.png")
     out.write("\n![ACF iterations](acf_iterations.png)\n")
@@ -177,4 +212,5 @@ def section(cfg: dict, metrics: dict[str, dict], mmlu: dict[str, dict], seconds:
         out.write("\n### Toxicity classification (fine-tuning on a task, with and without the regulariser)\n\n")
         out.write(classification_table(cfg, models, metrics))
     return out.getvalue(), {"systems": rows, "parallel_vs_sequential": verdict, "runs": costs,
-                            "iterations": {k: v for k, v in trace.items()}}
+                            "iterations": {k: v for k, v in trace.items()},
+                            "regularisers": {r.name: regularisers(cfg, r.name) for r in plan.runs(cfg)}}
