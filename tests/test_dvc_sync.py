@@ -178,7 +178,7 @@ def test_dvc_repro_runs_every_job_once_and_matches_snakemake_byte_for_byte(repro
 def test_one_parameter_change_reruns_exactly_its_downstream_jobs_in_both_front_ends(reproduced):
     repo = reproduced[0]
     cfg = repo / CONFIGS[0]
-    cfg.write_text(cfg.read_text().replace("toxicity: {threshold: 0.5,", "toxicity: {threshold: 0.25,"))
+    cfg.write_text(cfg.read_text().replace("toxicity: {threshold: 0.5,", "toxicity: {threshold: 0.001,"))
     changed = dvc_status(repo)
     assert changed == THRESHOLD_DOWNSTREAM  # the stages that read the key...
     assert downstream(repo, changed) == THRESHOLD_DOWNSTREAM == snakemake_plan(repo)  # ...and nothing more

@@ -100,7 +100,9 @@ def test_a_real_step_writes_the_same_output_through_the_worker(tmp_path, tiny_ll
             for i, text in enumerate(["a lovely person", "a damn idiot", "here"])]
     gens = tmp_path / "gens.jsonl"
     gens.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    params = json.dumps({"scorer": {"type": "profanity_check", "batch_size": 8}})
+    spec = {"type": "profanity_check", "batch_size": 8}
+    params = json.dumps({"scorer": spec, "evaluation": {"scorers": {"profanity_check": spec},
+                                                        "primary": "profanity_check"}})
     sock = str(tmp_path / "real.sock")
     proc = subprocess.Popen([sys.executable, "-m", "detoxlab.worker.server", "--socket", sock], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
