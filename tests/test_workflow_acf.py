@@ -56,11 +56,13 @@ def test_every_iteration_artifact_exists_and_records_its_inputs(acf_run):
 def test_samples_are_pure_labelled_continuations_of_training_prompts(acf_run):
     rows = _rows(acf_run / "results/acf/base/samples0.jsonl")
     prompts = _rows(acf_run / "data/prompts/toxicity.jsonl")
-    train = {p["id"] for p in prompts if p["split"] == "train"}
-    assert {r["prompt_id"] for r in rows} == train  # every training prompt, no evaluation prompt
+    in_domain = {p["id"] for p in prompts if p["split"] == "train" and p["domain"] == "id"}
+    # every in-domain training prompt: no evaluation prompt, and no OOD or neutral one (OOD means unseen)
+    assert {r["prompt_id"] for r in rows} == in_domain
     assert all(r["label"] == float(r["toxicity"] <= 0.5) and r["tokens"] is not None for r in rows)
     meta = _json(acf_run / "results/acf/base/samples0.meta.json")
     assert meta["sampling"]["top_k"] == 0 and meta["sampling"]["top_p"] == 1.0
+    assert meta["prompts"]["domains"] == ["id"] and meta["prompts"]["n_prompts"] == len(in_domain)
 
 
 def test_report_has_the_acf_section(acf_run):

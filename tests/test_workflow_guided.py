@@ -23,12 +23,15 @@ def _json(path: Path):
     return json.loads(path.read_text())
 
 
-def test_reward_data_comes_from_training_prompts_and_is_split_by_prompt(guided_run):
+def test_reward_data_comes_from_in_domain_training_prompts_and_is_split_by_prompt(guided_run):
     rows = [json.loads(line) for line in (guided_run / "results/guided/toxicity/reward_data.jsonl").read_text()
             .splitlines()]
     prompts = [json.loads(line) for line in (guided_run / "data/prompts/toxicity.jsonl").read_text().splitlines()]
-    train_ids = {p["id"] for p in prompts if p["split"] == "train"}
-    assert rows and {r["prompt_id"] for r in rows} <= train_ids
+    in_domain = {p["id"] for p in prompts if p["split"] == "train" and p["domain"] == "id"}
+    # out of domain means unseen: the reward model never sees an OOD or neutral prompt
+    assert rows and {r["prompt_id"] for r in rows} <= in_domain
+    provenance = _json(guided_run / "results/guided/toxicity/reward_data.meta.json")["provenance"]
+    assert provenance["domains"] == ["id"] and provenance["n_prompts"] == len(in_domain)
     by_prompt = {}
     for r in rows:
         by_prompt.setdefault(r["prompt_id"], set()).add(r["split"])

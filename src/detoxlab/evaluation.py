@@ -66,6 +66,24 @@ def load_prompt_set(cfg: dict, splits: list[str] | str) -> list[dict]:
     return rows
 
 
+def training_prompts(cfg: dict, domains: list[str], key: str) -> list[dict]:
+    """Every project training prompt of ``domains``: what a training step may see. Evaluation splits never
+    enter, and the out-of-domain groups stay unseen by whatever is trained on these prompts."""
+    if cfg["prompts"]["source"] != "project":
+        raise ValueError(f"{key}: sampling training data needs project prompts with a training split, "
+                         f"not prompts.source '{cfg['prompts']['source']}'")
+    every = {**cfg, "prompts": {**cfg["prompts"], "max_per_group": None}}
+    prompts = [p for p in load_prompt_set(every, "train") if p.get("domain") in domains]
+    if not prompts:
+        raise ValueError(f"{key}: no training prompt in domains {list(domains)}")
+    return prompts
+
+
+def prompt_provenance(prompts: list[dict], domains: list[str]) -> dict:
+    """What a training artifact records of its prompts: so a test (and a reader) can see no OOD group entered."""
+    return {"n_prompts": len(prompts), "domains": list(domains), "groups": sorted({p["group"] for p in prompts})}
+
+
 def step_generate(cfg: dict, model_dir: str, guide_dir: str, split: str, out: str, threads: int | None = None,
                   prompts: list[dict] | None = None) -> dict:
     from detoxlab.device import runtime

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 
 import numpy as np
 
 from detoxlab.artifacts import atomic_dir, read_jsonl, read_manifest, relative_path, write_json, write_jsonl
-from detoxlab.evaluation import load_prompt_set, meta_path
+from detoxlab.evaluation import load_prompt_set, meta_path, prompt_provenance, training_prompts
 
 
 def _training_prompts(cfg: dict) -> list[dict]:
@@ -20,9 +19,7 @@ def _training_prompts(cfg: dict) -> list[dict]:
         from detoxlab.data.external import load_toxigen_annotated
 
         return load_toxigen_annotated(pc["path"], split="train", limit=pc["limit"], seed=cfg["seed"])
-    sub = copy.deepcopy(cfg)
-    sub["prompts"] = {**copy.deepcopy(pc), "max_per_group": None}  # every training prompt
-    return load_prompt_set(sub, "train")
+    return training_prompts({**cfg, "prompts": pc}, cfg["acf"]["domains"], "acf.domains")
 
 
 def _labels(cfg: dict, toxicity, kind: str | None = None) -> list[float]:
@@ -53,7 +50,8 @@ def samples(cfg: dict, model_dir: str, out: str, threads: int | None = None) -> 
     device, dtype = runtime(cfg, threads, inference=True)
     model, tokenizer, _ = load_model(model_dir, device, dtype)
     pure = SamplingSettings(max_new_tokens=section["max_new_tokens"], temperature=1.0, top_k=0, top_p=1.0)
-    rows, stats = generate(model, tokenizer, _training_prompts(cfg), load_guide(None), pure,
+    prompts = _training_prompts(cfg)
+    rows, stats = generate(model, tokenizer, prompts, load_guide(None), pure,
                            section["samples_per_prompt"], section["batch_size"], cfg["seed"], keep_tokens=True)
     result = score_texts(scorer_from_config(cfg["scorer"]), [r["continuation"] for r in rows],
                          batch_size=cfg["scorer"]["batch_size"])
@@ -64,7 +62,8 @@ def samples(cfg: dict, model_dir: str, out: str, threads: int | None = None) -> 
             "satisfied": float(np.mean(labels)) if labels else None,
             "toxic_fraction": float(np.mean([r["toxicity"] > cfg["acf"]["oracle"]["threshold"] for r in rows])),
             "sampling": {"top_k": 0, "top_p": 1.0, "temperature": 1.0, **section}, "oracle": cfg["acf"]["oracle"],
-            "scorer": cfg["scorer"]["type"], "generation": stats, "seed": cfg["seed"]}
+            "scorer": cfg["scorer"]["type"], "generation": stats, "seed": cfg["seed"],
+            "prompts": prompt_provenance(prompts, cfg["acf"]["domains"])}
     write_json(meta_path(out), meta)
     return meta
 

@@ -27,7 +27,7 @@ def _attribute_cfg(cfg: dict, name: str) -> tuple[dict, dict]:
 
 
 def reward_data(cfg: dict, name: str, model_dir: str, out: str, threads: int | None = None) -> dict:
-    from detoxlab.evaluation import load_prompt_set
+    from detoxlab.evaluation import prompt_provenance, training_prompts
     from detoxlab.rewards import data
 
     sub, at = _attribute_cfg(cfg, name)
@@ -36,15 +36,13 @@ def reward_data(cfg: dict, name: str, model_dir: str, out: str, threads: int | N
         from detoxlab.device import runtime
         from detoxlab.models.registry import load_model
 
-        if sub["prompts"]["source"] != "project":
-            raise ValueError(f"guided.attributes.{name}.data.source: 'sampled' needs project prompts with a "
-                             "training split")
+        key = f"guided.attributes.{name}.data.domains"
+        prompts = training_prompts(sub, section["domains"], key)
         device, dtype = runtime(cfg, threads, inference=True)
         model, tokenizer, _ = load_model(model_dir, device, dtype)
-        sub["prompts"]["max_per_group"] = None  # every training prompt; evaluation splits never enter
-        rows, provenance = data.sampled_data(model, tokenizer, load_prompt_set(sub, "train"), section, sub["scorer"],
-                                             at["labels"], cfg["seed"])
-        provenance["model"] = str(model_dir)
+        rows, provenance = data.sampled_data(model, tokenizer, prompts, section, sub["scorer"], at["labels"],
+                                             cfg["seed"])
+        provenance.update(model=str(model_dir), **prompt_provenance(prompts, section["domains"]))
     else:
         rows, provenance = data.external_data(section, at["labels"], cfg["seed"])
     if not any(r["split"] == "train" for r in rows):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
 from detoxlab.artifacts import atomic_dir, read_jsonl, write_json, write_jsonl, write_manifest
-from detoxlab.evaluation import load_prompt_set, meta_path
+from detoxlab.evaluation import meta_path, prompt_provenance, training_prompts
 
 # Model code (torch, transformers) is imported by the steps that run a model only; selection, the DExperts
 # guide and the analysis are light jobs.
@@ -32,14 +31,9 @@ def toxic_corpus(cfg: dict, model_dir: str, out: str, threads: int | None = None
 
         device, dtype = runtime(cfg, threads, inference=True)
         model, tokenizer, _ = load_model(model_dir, device, dtype)
-        all_train = copy.deepcopy(cfg)
-        all_train["prompts"]["max_per_group"] = None  # every training prompt; evaluation splits never enter
-        prompts = [p for p in load_prompt_set(all_train, "train") if p.get("domain") in section["domains"]]
-        if not prompts:
-            raise ValueError(f"unidetox.toxic_corpus.domains: no training prompt in domains {section['domains']}")
+        prompts = training_prompts(cfg, section["domains"], "unidetox.toxic_corpus.domains")
         rows, provenance = corpus.sampled_corpus(model, tokenizer, prompts, section, cfg["scorer"], cfg["seed"])
-        provenance.update(model=str(model_dir), domains=list(section["domains"]),
-                          groups=sorted({p["group"] for p in prompts}))
+        provenance.update(model=str(model_dir), **prompt_provenance(prompts, section["domains"]))
     if not rows:
         raise ValueError("unidetox.toxic_corpus: no toxic text found (nothing scored above the threshold); sample "
                          "more (samples_per_prompt, max_new_tokens) or lower the threshold")
