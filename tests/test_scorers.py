@@ -429,8 +429,19 @@ def test_perspective_auth_failure_stops_requests(
     assert res.n_failed == 3
     with pytest.raises(RuntimeError) as err:
         scorer.score_batch(["d"])
-    assert "403" in str(err.value)
+    assert "403" in str(err.value) and "end of 2026" in str(err.value) and "detoxify" in str(err.value)
     _assert_no_key(res, str(err.value), caplog.text)
+
+
+def test_a_discontinued_perspective_service_says_what_to_use_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSPECTIVE_API_KEY", API_KEY)
+    with _PerspectiveStub(lambda n, text, path: (410, {"error": "this API has been shut down"})) as stub:
+        scorer = build_scorer(_spec(stub.url))
+        res = score_texts(scorer, ["a", "b"])
+        assert len(stub.requests) == 1  # gone is gone: no retry, no further text sent
+    assert res.n_failed == 2
+    with pytest.raises(RuntimeError, match="HTTP 410.*stops serving at the end of 2026.*Detoxify"):
+        scorer.score_one("c")
 
 
 def test_perspective_unreachable_server_gives_nan(monkeypatch: pytest.MonkeyPatch) -> None:

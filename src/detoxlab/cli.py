@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--no-mmlu", action="store_true")
     p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("export", help="write a model the DAG produced as a standard Hugging Face checkpoint "
+                                      "(full safetensors, tokenizer, generation config, model card)")
+    p.add_argument("target", help="a model directory, a model name, or an unguided system (<model>--none)")
+    p.add_argument("out", help="the checkpoint directory to write")
+    p.add_argument("--results", default="results", help="the results tree the report and model names refer to")
     p = sub.add_parser("dvc-sync", help="write dvc.yaml from the Snakemake DAG of the given configs")
     p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
                    help="the configs, as passed to snakemake --configfile")
@@ -326,6 +331,12 @@ def _run_dvc(args) -> int:
 def _run(args) -> int:
     if args.cmd in ("dvc-sync", "dvc-touch"):
         return _run_dvc(args)
+    if args.cmd == "export":  # needs no config: everything it writes comes from the artifacts
+        from detoxlab.export import export
+
+        info = export(args.target, args.out, args.results)
+        print(f"exported {info['inputs']['model']} -> {args.out} ({info['n_parameters']} parameters)")
+        return 0
     from detoxlab import evaluation as ev
     from detoxlab.grant import grant_gpus
 

@@ -74,8 +74,10 @@ def validate(config: Mapping[str, Any]) -> dict:
         cfg["resources"] = _resources_file(cfg["resources"])
     errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
     if errors:
-        # the deepest error inside a oneOf/allOf is the informative one
-        best = jsonschema.exceptions.best_match(errors)
+        # a failed allOf also reports its properties as unevaluated: the failure itself is the informative one,
+        # and the deepest error inside a oneOf/allOf
+        best = jsonschema.exceptions.best_match([e for e in errors if e.validator != "unevaluatedProperties"]
+                                                or errors)
         while best.context:
             best = jsonschema.exceptions.best_match(best.context)
         raise ConfigError(_key(best), _message(best))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from detoxlab.acf.data import GENERAL, TOXIC, Sequence, prediction_index, prediction_logits
 from detoxlab.acf.objectives import kl_to_target, qstar_log_probs
-from detoxlab.training.finetune import FinetuneSettings, batches, pad_right, select_trainable, total_steps
+from detoxlab.training.finetune import FinetuneSettings, batches, pad_right, prepare_trainable, total_steps
 from detoxlab.training.loop import train_in_place
 
 TASK, ANCHOR = "task", "anchor"
@@ -103,7 +103,7 @@ def regularised_finetune(model, seqs: Seq[Sequence], pad_id: int, settings: Fine
     if not seqs:
         raise ValueError("nothing to fine-tune on: no sequence with a continuation")
     torch.manual_seed(settings.seed)
-    names = select_trainable(model, settings.train_layers, settings.train_embeddings)
+    names = prepare_trainable(model, settings)
     params = [p for p in model.parameters() if p.requires_grad]
     index = [[i] for i in range(len(seqs))]
     history: dict[str, list[float]] = {"nll": [], "kl": []}

@@ -16,7 +16,7 @@ import torch
 
 from detoxlab.acf.data import Sequence, prediction_index, prediction_logits, sample_sequence
 from detoxlab.sampling import SamplingSettings
-from detoxlab.training.finetune import FinetuneSettings, select_trainable
+from detoxlab.training.finetune import FinetuneSettings, prepare_trainable
 from detoxlab.training.loop import train_in_place
 
 
@@ -45,7 +45,7 @@ def policy_gradient(model, reference, tokenizer, prompts: Seq[dict], reward_fn: 
     from detoxlab.guides import load_guide
 
     torch.manual_seed(settings.seed)
-    names = select_trainable(model, settings.train_layers, settings.train_embeddings)
+    names = prepare_trainable(model, settings)
     params = [p for p in model.parameters() if p.requires_grad]
     sampling = SamplingSettings(max_new_tokens=section["max_new_tokens"], temperature=1.0, top_k=0, top_p=1.0)
     rng = np.random.default_rng(settings.seed)

@@ -181,11 +181,11 @@ def _domain_data(cfg: dict, data_file: str, tokenizer, max_length: int, iteratio
 
 def _save_model(model, history: dict, out: str, root_dir: str, root: str, inputs: dict, params: dict,
                 seconds: float, before: dict, after: dict) -> dict:
-    from detoxlab.models.derived import changed_tensors, save_derived
+    from detoxlab.models.derived import save_derived, trained_weights
 
     training = {k: history[k] for k in history if k != "trainable"}
     training.update(seconds=round(seconds, 2), objective_before=before, objective_after=after)
-    return save_derived(out, root_dir, root=root, delta=changed_tensors(model, history["trainable"]), inputs=inputs,
+    return save_derived(out, root_dir, root=root, **trained_weights(model, history["trainable"]), inputs=inputs,
                         params=params, training=training)
 
 

@@ -95,6 +95,19 @@ class ExpertGuide(Guide):
         return ExpertSession(self.expert, input_ids, attention_mask, self.combine)
 
 
+@register_guide("contrastive")
+class ContrastiveGuide(ExpertGuide):
+    """UniDetox's contrastive decoding as a guide (``expert``: the toxic model, ``alpha``): what the distillation
+    step samples from, usable in any decoder."""
+
+    def combine(self, base_logits, expert_logits):
+        return contrastive_scores(base_logits, expert_logits, self.spec["alpha"])
+
+    def scoring_session(self, input_ids, attention_mask):
+        raise NotImplementedError("contrastive decoding gives the tokens outside the base's plausible set no "
+                                  "likelihood")
+
+
 @register_guide("dexperts")
 class AntiExpertGuide(ExpertGuide):
     """DExperts (anti-only) with the toxic model as anti-expert; the nucleus is taken on the base logits."""

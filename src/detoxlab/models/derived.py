@@ -8,6 +8,8 @@ A derived model directory holds a manifest whose ``derived`` entry says how to r
 - ``steer``: an LM-Steer matrix ``W`` and its strength ``epsilon``; output embeddings act as
   ``e'(v) = e(v) - epsilon * W e(v)``, i.e. the final hidden state ``h`` becomes ``h - epsilon * h W`` before the
   output layer (identical logits, and no V x d copy of the embeddings).
+- ``lora``: a LoRA adapter (``B``, ``A`` and a scale per adapted linear layer), merged into the weights at load:
+  ``W' = W + scale * B A`` (see :mod:`detoxlab.training.lora`).
 - ``alias_of``: the model is another derived model (the checkpoint a selection step chose).
 
 Fine-tuning only part of a 135M-270M model, a delta is a few MB to a few hundred MB instead of a full copy,
@@ -26,6 +28,7 @@ from detoxlab.artifacts import ArtifactError, atomic_dir, relative_path, write_m
 
 DELTA_FILE = "delta.safetensors"
 STEER_FILE = "steer.safetensors"
+LORA_FILE = "lora.safetensors"
 
 
 def _resolve(model_dir: Path, rel: str) -> Path:
@@ -74,24 +77,63 @@ def attach_steer(model: torch.nn.Module, weight: torch.Tensor, epsilon: float):
     return head.register_forward_pre_hook(SteerHook(weight.to(device), epsilon))
 
 
-def load_derived(model_dir: Path, spec: dict, device, dtype):
+def fold_steer(model: torch.nn.Module, weight: torch.Tensor, epsilon: float) -> None:
+    """LM-Steer folded into the output layer, for a checkpoint that loads without detoxlab:
+    ``(h - eps h W) E^T = h (E - eps E W^T)^T``. A V x d copy the hook avoids, so only on export; an output layer
+    tied to the input embeddings gets its own tensor (the input side keeps ``E``)."""
+    head = model.get_output_embeddings()
+    e = head.weight.detach().float()
+    folded = e - float(epsilon) * (e @ weight.to(e.device).float().T)
+    head.weight = torch.nn.Parameter(folded.to(head.weight.dtype), requires_grad=False)
+    for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
+        config.tie_word_embeddings = False
+
+
+def load_derived(model_dir: Path, spec: dict, device, dtype, fold: bool = False):
+    """``fold``: LM-Steer goes into the weights instead of a hook (a model that needs no detoxlab code)."""
     from detoxlab.models.registry import load_model
 
     if spec.get("alias_of"):
-        model, tokenizer, _ = load_model(_resolve(model_dir, spec["alias_of"]), device, dtype)
+        model, tokenizer, _ = load_model(_resolve(model_dir, spec["alias_of"]), device, dtype, fold=fold)
         return model, tokenizer
-    model, tokenizer, _ = load_model(_resolve(model_dir, spec["base"]), device, dtype)
+    model, tokenizer, _ = load_model(_resolve(model_dir, spec["base"]), device, dtype, fold=fold)
     if spec.get("delta"):
         apply_delta(model, read_tensors(model_dir / spec["delta"]), str(model_dir))
+    if spec.get("lora"):
+        from detoxlab.training import lora
+
+        lora.merge(model, read_tensors(model_dir / spec["lora"]["file"]), spec["lora"], str(model_dir))
     if spec.get("steer"):
         steer = read_tensors(model_dir / spec["steer"]["file"])
-        attach_steer(model, steer["W"].to(device), spec["steer"]["epsilon"])
+        if fold:
+            fold_steer(model, steer["W"], spec["steer"]["epsilon"])
+        else:
+            attach_steer(model, steer["W"].to(device), spec["steer"]["epsilon"])
     return model, tokenizer
+
+
+def changed_weights(model_dir: str | os.PathLike, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The new values of the tensors a fine-tuned derived model changed: its delta, or its LoRA layers merged
+    into ``base`` (its base model's parameters)."""
+    from detoxlab.artifacts import read_manifest
+    from detoxlab.models.registry import MODEL_KIND
+
+    model_dir = Path(model_dir)
+    spec = read_manifest(model_dir, MODEL_KIND).get("derived") or {}
+    if spec.get("delta"):
+        return read_tensors(model_dir / spec["delta"])
+    if spec.get("lora"):
+        from detoxlab.training import lora
+
+        updates = lora.updates(read_tensors(model_dir / spec["lora"]["file"]), spec["lora"], str(model_dir))
+        return {k: base[k].float() + d for k, d in lora.checked(updates, base, str(model_dir)).items()}
+    return {}
 
 
 def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, root: str,
                  delta: dict[str, torch.Tensor] | None = None, steer: tuple[torch.Tensor, float] | None = None,
-                 inputs: dict | None = None, params: dict | None = None, **extra) -> dict:
+                 lora: tuple[dict[str, torch.Tensor], dict] | None = None, inputs: dict | None = None,
+                 params: dict | None = None, **extra) -> dict:
     """Write a derived model directory atomically (tensors first, manifest last)."""
     out_dir = Path(out_dir)
     spec: dict = {"base": relative_path(base_dir, out_dir), "delta": None, "steer": None}
@@ -99,6 +141,10 @@ def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, roo
         if delta:
             save_file({k: v.detach().contiguous().cpu() for k, v in delta.items()}, str(tmp / DELTA_FILE))
             spec["delta"] = DELTA_FILE
+        if lora is not None:
+            tensors, lora_spec = lora
+            save_file(tensors, str(tmp / LORA_FILE))
+            spec["lora"] = {"file": LORA_FILE, **lora_spec}
         if steer is not None:
             weight, epsilon = steer
             save_file({"W": weight.detach().contiguous().cpu()}, str(tmp / STEER_FILE))
@@ -109,3 +155,11 @@ def save_derived(out_dir: str | os.PathLike, base_dir: str | os.PathLike, *, roo
 def changed_tensors(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     return {n: params[n].detach().float().cpu().clone() for n in names}
+
+
+def trained_weights(model: torch.nn.Module, names: list[str]) -> dict:
+    """``save_derived``'s keyword for what a fine-tune changed: its LoRA adapter, else the trained tensors."""
+    from detoxlab.training import lora
+
+    found = lora.adapter(model)
+    return {"lora": found} if found is not None else {"delta": changed_tensors(model, names)}

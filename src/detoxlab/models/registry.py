@@ -122,14 +122,15 @@ def materialize(name: str, spec: dict, out_dir: str | Path) -> dict:
 
 @counts_as_loading
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
-    """Load a model directory: a materialised base model, or a model derived from one (see ``derived``)."""
+               fold: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """Load a model directory: a materialised base model, or a model derived from one (see ``derived``).
+    ``fold``: every change in the weights themselves, no hook (for export)."""
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir, MODEL_KIND)
     if "derived" in manifest:
         from detoxlab.models.derived import load_derived
 
-        model, tokenizer = load_derived(model_dir, manifest["derived"], device, dtype)
+        model, tokenizer = load_derived(model_dir, manifest["derived"], device, dtype, fold=fold)
         return model, tokenizer, manifest
     try:
         tokenizer = _PRELOADED.pop(_cache_key(model_dir), None) or AutoTokenizer.from_pretrained(

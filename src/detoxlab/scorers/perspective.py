@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
 MAX_BACKOFF_S = 60.0
+#: refusals that no retry can fix: a bad or revoked key, and a service that is gone
+REFUSED = (401, 403, 404, 410)
+SUNSET = ("note: the Perspective API stops serving at the end of 2026; for the papers' protocol score with "
+          "Detoxify (scorer type `detoxify`) or a local classifier (`hf_classifier`, `tox_block`), see "
+          "docs/scorers.md")
 
 
 class PerspectiveError(RuntimeError):
@@ -71,7 +76,8 @@ class PerspectiveScorer(Scorer):
 
     Items whose retries are exhausted (or that the API rejects, e.g. unsupported language) come back as NaN rather
     than raising, so that ``score_texts``' per-item fallback does not re-send texts that were already scored.
-    An authentication failure (401/403) raises and disables the scorer: every further request would fail too.
+    A refusal (401/403: the key; 404/410: the service is gone) raises and disables the scorer: every further
+    request would fail too. The service stops at the end of 2026, and its errors say so.
     """
 
     def __init__(
@@ -132,7 +138,8 @@ class PerspectiveScorer(Scorer):
             msg = f"HTTP {exc.code} from Perspective API: {detail}"
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(msg, _retry_after(exc.headers.get("Retry-After"))) from None
-            if exc.code in (401, 403):
+            if exc.code in REFUSED:
+                msg = f"{msg} ({SUNSET})"
                 self._fatal = msg
             raise PerspectiveError(msg) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # includes timeouts
@@ -153,7 +160,7 @@ class PerspectiveScorer(Scorer):
                 return self._post(text)
             except _Retryable as exc:
                 if attempt == self.max_retries:
-                    raise PerspectiveError(f"gave up after {attempt + 1} attempts: {exc}") from None
+                    raise PerspectiveError(f"gave up after {attempt + 1} attempts: {exc} ({SUNSET})") from None
                 delay = min(MAX_BACKOFF_S, self.backoff_s * 2**attempt)
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, MAX_BACKOFF_S))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from detoxlab.training.lora import LoraSettings
 from detoxlab.training.loop import train_in_place
 
 
@@ -33,6 +34,8 @@ class FinetuneSettings:
     grad_clip: float | None = 1.0
     seed: int = 0
     autocast: torch.dtype | None = None  # bf16/fp16 compute over float32 weights
+    lora: LoraSettings | None = None  # an adapter on the trained blocks instead of the blocks themselves
+    gradient_checkpointing: bool = False  # recompute block activations in the backward pass (memory for time)
 
     @classmethod
     def from_config(cls, section: dict, lr: float | None = None, seed: int = 0,
@@ -45,7 +48,9 @@ class FinetuneSettings:
                    train_layers=section["train_layers"], train_embeddings=section["train_embeddings"],
                    weight_decay=section["weight_decay"], betas=tuple(section["betas"]),
                    eps=section.get("eps", 1e-8), warmup_steps=section.get("warmup_steps", 0),
-                   grad_clip=section.get("grad_clip"), seed=seed, autocast=autocast)
+                   grad_clip=section.get("grad_clip"), seed=seed, autocast=autocast,
+                   lora=LoraSettings.from_config(section.get("lora")),
+                   gradient_checkpointing=bool(section.get("gradient_checkpointing", False)))
 
     def precision(self, device_type: str):
         """The context a training step's forward pass runs in: autocast where set, else a no-op."""
@@ -74,14 +79,21 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return max(lists, key=len)
 
 
+def top_blocks(model: torch.nn.Module, train_layers: int) -> list[torch.nn.Module]:
+    """The top ``train_layers`` decoder blocks (-1: all)."""
+    layers = list(decoder_layers(model))
+    n = len(layers) if train_layers < 0 else min(train_layers, len(layers))
+    return layers[len(layers) - n:]
+
+
 def select_trainable(model: torch.nn.Module, train_layers: int, train_embeddings: bool) -> list[str]:
     """Freeze everything, then unfreeze the top ``train_layers`` blocks, the final norm and (optionally) the
     embeddings. Returns the names of the trainable parameters."""
     for p in model.parameters():
         p.requires_grad_(False)
-    layers = decoder_layers(model)
-    n = len(layers) if train_layers < 0 else min(train_layers, len(layers))
-    chosen = {id(p) for block in list(layers)[len(layers) - n:] for p in block.parameters()}
+    blocks = top_blocks(model, train_layers)
+    n = len(blocks)
+    chosen = {id(p) for block in blocks for p in block.parameters()}
     if n > 0:  # the norm after the last block sits between the trained blocks and the output layer
         for name, module in model.named_modules():
             if name.endswith(FINAL_NORMS):
@@ -99,6 +111,28 @@ def select_trainable(model: torch.nn.Module, train_layers: int, train_embeddings
             names.append(name)
     if not names:
         raise ValueError("nothing to train: train_layers is 0 and train_embeddings is false")
+    return names
+
+
+def prepare_trainable(model: torch.nn.Module, settings: FinetuneSettings) -> list[str]:
+    """What a causal-LM fine-tune trains: the selected blocks in full, or a LoRA adapter on them (then nothing
+    else trains: ``train_embeddings`` must be off); gradient checkpointing where switched on."""
+    if settings.lora is None:
+        names = select_trainable(model, settings.train_layers, settings.train_embeddings)
+    else:
+        from detoxlab.training import lora
+
+        if settings.train_embeddings:
+            raise ValueError("lora: an adapter trains only its own matrices; set train_embeddings: false")
+        names = lora.inject(model, settings.lora, top_blocks(model, settings.train_layers))
+    if settings.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise ValueError(f"gradient_checkpointing: {type(model).__name__} does not support it")
+        kwargs = {"use_reentrant": False}  # frozen inputs to a block: the reentrant variant would drop grads
+        if hasattr(model, "activation_checkpointing_enable"):  # the newer transformers name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return names
 
 
@@ -142,7 +176,7 @@ def finetune(model, tokenizer, texts: Sequence[str], settings: FinetuneSettings,
     """Train ``model`` in place on ``texts``; returns the loss history and the trainable parameter names."""
     torch.manual_seed(settings.seed)
     device = next(model.parameters()).device
-    names = select_trainable(model, settings.train_layers, settings.train_embeddings)
+    names = prepare_trainable(model, settings)
     params = [p for p in model.parameters() if p.requires_grad]
     seqs = tokenize_for_training(tokenizer, texts, settings.max_length)
     if not seqs:

@@ -48,7 +48,7 @@ def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: fl
     import torch
 
     from detoxlab.device import runtime
-    from detoxlab.models.derived import changed_tensors, save_derived
+    from detoxlab.models.derived import save_derived, trained_weights
     from detoxlab.models.registry import load_model
     from detoxlab.training.finetune import FinetuneSettings, finetune, mean_loss
 
@@ -61,7 +61,7 @@ def _finetuned(cfg: dict, base_dir: str, texts: list[str], section: dict, lr: fl
     history = finetune(model, tokenizer, texts, settings)
     seconds = time.perf_counter() - t0
     after = mean_loss(model, tokenizer, texts, settings.max_length)
-    return save_derived(out, base_dir, root=root, delta=changed_tensors(model, history["trainable"]),
+    return save_derived(out, base_dir, root=root, **trained_weights(model, history["trainable"]),
                         inputs=inputs, params={**section, "lr": lr, "seed": cfg["seed"]},
                         training={"loss": history["loss"], "steps": history["steps"], "n_texts": history["n_texts"],
                                   "n_trainable": history["n_trainable"], "train_nll_before": before,
@@ -123,16 +123,17 @@ def distill(cfg: dict, base_dir: str, toxic_dir: str | None, out: str, threads: 
 
 def task_arithmetic(cfg: dict, base_dir: str, toxic_dir: str, lam: float, out: str, root: str) -> dict:
     from detoxlab.artifacts import read_manifest
-    from detoxlab.models.derived import read_tensors, save_derived
+    from detoxlab.models.derived import changed_weights, save_derived
     from detoxlab.models.registry import load_model
     from detoxlab.unidetox import task_arithmetic as ta
 
     toxic_manifest = read_manifest(toxic_dir, "model")
-    if not toxic_manifest.get("derived", {}).get("delta"):
+    derived = toxic_manifest.get("derived", {})
+    if not (derived.get("delta") or derived.get("lora")):
         raise ValueError(f"{toxic_dir}: Task Arithmetic needs a fine-tuned toxic model (a delta over its base)")
-    toxic_delta = read_tensors(Path(toxic_dir) / toxic_manifest["derived"]["delta"])
     base, _, _ = load_model(base_dir)
     base_params = {k: v.detach() for k, v in base.named_parameters()}
+    toxic_delta = changed_weights(toxic_dir, base_params)
     ta.check_same_architecture(base_params, toxic_delta, root, toxic_manifest.get("root", str(toxic_dir)))
     tau = ta.task_vector(base_params, toxic_delta)
     return save_derived(out, base_dir, root=root, delta=ta.negate(base_params, tau, lam),
