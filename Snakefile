@@ -9,7 +9,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
@@ -20,7 +19,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
-    localrule: True
+    default_target: True
     input:
         REPORT_OUTPUTS,
-    default_target: True
+    localrule: True

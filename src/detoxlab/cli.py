@@ -43,7 +43,7 @@ def _parse_value(text: str):
 
 
 #: commands that are not workflow steps: no timing record
-NOT_STEPS = ("check-config", "dvc-sync", "dvc-touch")
+NOT_STEPS = ("check-config", "config-docs", "dvc-sync", "dvc-touch", "export")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="a model directory, a model name, or an unguided system (<model>--none)")
     p.add_argument("out", help="the checkpoint directory to write")
     p.add_argument("--results", default="results", help="the results tree the report and model names refer to")
+    p = sub.add_parser("config-docs", help="write config/README.md from the config schema's descriptions")
+    p.add_argument("--out", default="config/README.md")
+    p.add_argument("--check", action="store_true", help="fail if --out differs from the generated file")
     p = sub.add_parser("dvc-sync", help="write dvc.yaml from the Snakemake DAG of the given configs")
     p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
                    help="the configs, as passed to snakemake --configfile")
@@ -331,6 +334,10 @@ def _run_dvc(args) -> int:
 def _run(args) -> int:
     if args.cmd in ("dvc-sync", "dvc-touch"):
         return _run_dvc(args)
+    if args.cmd == "config-docs":
+        from detoxlab.config_docs import write
+
+        return write(args.out, check=args.check)
     if args.cmd == "export":  # needs no config: everything it writes comes from the artifacts
         from detoxlab.export import export
 

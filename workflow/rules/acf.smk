@@ -19,23 +19,20 @@ if config.get("acf"):
         output:
             rows="results/acf/{run}/samples{i}.jsonl",
             meta="results/acf/{run}/samples{i}.meta.json",
-        params:
-            cfg=acf_params("acf_samples"),
-            model=lambda wc: acf_plan.model_dir(config, wc.run, int(wc.i)),
-        threads: res("acf_samples")["threads"]
-        resources:
-            **job_resources("acf_samples"),
         log:
             "results/logs/acf/{run}.samples{i}.log",
         benchmark:
             "results/benchmarks/acf/{run}.samples{i}.tsv"
         conda:
             ENV
+        threads: res("acf_samples")["threads"]
+        resources:
+            **job_resources("acf_samples"),
+        params:
+            cfg=acf_params("acf_samples"),
+            model=lambda wc: acf_plan.model_dir(config, wc.run, int(wc.i)),
         shell:
-            job(
-                "acf-samples --model-dir {params.model}"
-                " --out {output.rows} > {log} 2>&1"
-            )
+            job("acf-samples --model-dir {params.model}" " --out {output.rows} > {log} 2>&1")
 
     rule nado:
         input:
@@ -47,20 +44,20 @@ if config.get("acf"):
             previous=lambda wc: [nado_job(wc).previous] if nado_job(wc).previous else [],
         output:
             directory("results/acf/{run}/nado{i}"),
-        params:
-            cfg=acf_params("nado"),
-            proposal=lambda wc: MODEL_DIR.format(model=nado_job(wc).proposal),
-            target=lambda wc: MODEL_DIR.format(model=nado_job(wc).target),
-            previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
-        threads: res("nado")["threads"]
-        resources:
-            **job_resources("nado"),
         log:
             "results/logs/acf/{run}.nado{i}.log",
         benchmark:
             "results/benchmarks/acf/{run}.nado{i}.tsv"
         conda:
             ENV
+        threads: res("nado")["threads"]
+        resources:
+            **job_resources("nado"),
+        params:
+            cfg=acf_params("nado"),
+            proposal=lambda wc: MODEL_DIR.format(model=nado_job(wc).proposal),
+            target=lambda wc: MODEL_DIR.format(model=nado_job(wc).target),
+            previous=lambda wc, input: f"--previous {input.previous}" if input.previous else "",
         shell:
             job(
                 "nado --samples {input.samples}"
@@ -74,22 +71,19 @@ if config.get("acf"):
         output:
             rows=acf_plan.GENERAL,
             meta=acf_plan.GENERAL.replace(".jsonl", ".meta.json"),
-        params:
-            cfg=acf_params("acf_general"),
-        threads: res("acf_samples")["threads"]
-        resources:
-            **job_resources("acf_samples"),
         log:
             "results/logs/acf/general.log",
         benchmark:
             "results/benchmarks/acf/general.tsv"
         conda:
             ENV
+        threads: res("acf_samples")["threads"]
+        resources:
+            **job_resources("acf_samples"),
+        params:
+            cfg=acf_params("acf_general"),
         shell:
-            job(
-                "acf-general --model-dir {input}"
-                " --out {output.rows} > {log} 2>&1"
-            )
+            job("acf-general --model-dir {input}" " --out {output.rows} > {log} 2>&1")
 
     rule acf_finetune:
         input:
@@ -100,20 +94,20 @@ if config.get("acf"):
             general=acf_general_input,
         output:
             directory(f"results/models/{ACF_BASE}.acf.{{run}}.it{{i}}"),
-        params:
-            cfg=lambda wc: acf_params("acf_finetune", f"acf.runs.{wc.run}"),
-            start=lambda wc: MODEL_DIR.format(model=acf_start(wc)),
-            root=ACF_BASE,
-            general=lambda wc, input: f"--general {input.general}" if input.general else "",
-        threads: res("acf_finetune")["threads"]
-        resources:
-            **job_resources("acf_finetune"),
         log:
             "results/logs/acf/{run}.it{i}.log",
         benchmark:
             "results/benchmarks/acf/{run}.it{i}.tsv"
         conda:
             ENV
+        threads: res("acf_finetune")["threads"]
+        resources:
+            **job_resources("acf_finetune"),
+        params:
+            cfg=lambda wc: acf_params("acf_finetune", f"acf.runs.{wc.run}"),
+            start=lambda wc: MODEL_DIR.format(model=acf_start(wc)),
+            root=ACF_BASE,
+            general=lambda wc, input: f"--general {input.general}" if input.general else "",
         shell:
             job(
                 "acf-finetune --run {wildcards.run}"
@@ -129,18 +123,18 @@ if config.get("acf"):
                 data=acf_plan.BASE_SAMPLES,
             output:
                 directory(f"results/models/{ACF_BASE}.acf.filtering"),
-            params:
-                cfg=acf_params("acf_filtering"),
-                root=ACF_BASE,
-            threads: res("acf_finetune")["threads"]
-            resources:
-                **job_resources("acf_finetune"),
             log:
                 "results/logs/acf/filtering.log",
             benchmark:
                 "results/benchmarks/acf/filtering.tsv"
             conda:
                 ENV
+            threads: res("acf_finetune")["threads"]
+            resources:
+                **job_resources("acf_finetune"),
+            params:
+                cfg=acf_params("acf_filtering"),
+                root=ACF_BASE,
             shell:
                 job(
                     "acf-filtering --data {input.data}"
@@ -155,42 +149,39 @@ if config.get("acf"):
                 prompts=prompt_files,
             output:
                 directory(f"results/models/{ACF_BASE}.acf.rl"),
-            params:
-                cfg=acf_params("acf_rl"),
-                root=ACF_BASE,
-            threads: res("acf_finetune")["threads"]
-            resources:
-                **job_resources("acf_finetune"),
             log:
                 "results/logs/acf/rl.log",
             benchmark:
                 "results/benchmarks/acf/rl.tsv"
             conda:
                 ENV
+            threads: res("acf_finetune")["threads"]
+            resources:
+                **job_resources("acf_finetune"),
+            params:
+                cfg=acf_params("acf_rl"),
+                root=ACF_BASE,
             shell:
-                job(
-                    "acf-rl --model-dir {input.model}"
-                    " --root {params.root} --out {output} > {log} 2>&1"
-                )
+                job("acf-rl --model-dir {input.model}" " --root {params.root} --out {output} > {log} 2>&1")
 
     rule acf_classification_data:
-        localrule: True
         input:
             acf_plan.BASE_SAMPLES,
         output:
             rows=acf_plan.CLASSIFICATION,
             meta=acf_plan.CLASSIFICATION.replace(".jsonl", ".meta.json"),
-        params:
-            cfg=acf_params("acf_classification_data"),
-        threads: res("derive")["threads"]
-        resources:
-            **job_resources("derive"),
         log:
             "results/logs/acf/classification_data.log",
         benchmark:
             "results/benchmarks/acf/classification_data.tsv"
+        localrule: True
         conda:
             ENV
+        threads: res("derive")["threads"]
+        resources:
+            **job_resources("derive"),
+        params:
+            cfg=acf_params("acf_classification_data"),
         shell:
             "detoxlab --params {params.cfg:q} acf-classification-data --samples {input} --out {output.rows}"
             " > {log} 2>&1"
@@ -203,23 +194,21 @@ if config.get("acf"):
             nado=lambda wc: [acf_plan.BASE_NADO, acf_plan.BASE_SAMPLES] if wc.variant == "cls_reg" else [],
         output:
             directory(f"results/models/{ACF_BASE}.acf.{{variant}}"),
-        wildcard_constraints:
-            variant="cls|cls_reg",
-        params:
-            cfg=acf_params("acf_classify"),
-            root=ACF_BASE,
-            reg=lambda wc, input: (
-                f"--nado-dir {input.nado[0]} --anchors {input.nado[1]}" if input.nado else ""
-            ),
-        threads: res("acf_finetune")["threads"]
-        resources:
-            **job_resources("acf_finetune"),
         log:
             "results/logs/acf/{variant}.log",
         benchmark:
             "results/benchmarks/acf/{variant}.tsv"
+        wildcard_constraints:
+            variant="cls|cls_reg",
         conda:
             ENV
+        threads: res("acf_finetune")["threads"]
+        resources:
+            **job_resources("acf_finetune"),
+        params:
+            cfg=acf_params("acf_classify"),
+            root=ACF_BASE,
+            reg=lambda wc, input: (f"--nado-dir {input.nado[0]} --anchors {input.nado[1]}" if input.nado else ""),
         shell:
             job(
                 "acf-classify --data {input.data}"
@@ -227,19 +216,19 @@ if config.get("acf"):
             )
 
     rule nado_guide:
-        localrule: True
         input:
             acf_plan.BASE_NADO,
         output:
             directory(f"results/guides/{acf_plan.NADO_GUIDE}"),
-        threads: res("derive")["threads"]
-        resources:
-            **job_resources("derive"),
         log:
             "results/logs/acf/nado_guide.log",
         benchmark:
             "results/benchmarks/acf/nado_guide.tsv"
+        localrule: True
         conda:
             ENV
+        threads: res("derive")["threads"]
+        resources:
+            **job_resources("derive"),
         shell:
             "detoxlab nado-guide --nado-dir {input} --out {output} > {log} 2>&1"

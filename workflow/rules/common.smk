@@ -118,7 +118,7 @@ def job(command):
 def job_models(wildcards, input):
     """The models a job loads: the directories of its input under results/models/, and the one it writes."""
     prefix = MODEL_DIR.format(model="")
-    names = [str(p)[len(prefix):].split("/", 1)[0] for p in input if str(p).startswith(prefix)]
+    names = [str(p)[len(prefix) :].split("/", 1)[0] for p in input if str(p).startswith(prefix)]
     return names + ([wildcards.model] if "model" in wildcards.keys() else [])
 
 

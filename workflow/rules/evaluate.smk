@@ -10,18 +10,18 @@ rule generate:
     output:
         rows="results/eval/{split}/{model}--{guide}/generations.jsonl",
         meta="results/eval/{split}/{model}--{guide}/generations.meta.json",
-    params:
-        cfg=eval_params("generate"),
-        guide=guide_arg,
-    threads: res("generate")["threads"]
-    resources:
-        **job_resources("generate"),
     log:
         "results/logs/generate/{model}--{guide}@{split}.log",
     benchmark:
         "results/benchmarks/generate/{model}--{guide}@{split}.tsv"
     conda:
         ENV
+    threads: res("generate")["threads"]
+    resources:
+        **job_resources("generate"),
+    params:
+        cfg=eval_params("generate"),
+        guide=guide_arg,
     shell:
         job(
             "generate --model-dir {input.model}"
@@ -35,17 +35,17 @@ rule score:
     output:
         rows="results/eval/{split}/{model}--{guide}/scores.jsonl",
         meta="results/eval/{split}/{model}--{guide}/scores.meta.json",
-    params:
-        cfg=eval_params("score"),
-    threads: res("score")["threads"]
-    resources:
-        **job_resources("score"),
     log:
         "results/logs/score/{model}--{guide}@{split}.log",
     benchmark:
         "results/benchmarks/score/{model}--{guide}@{split}.tsv"
     conda:
         ENV
+    threads: res("score")["threads"]
+    resources:
+        **job_resources("score"),
+    params:
+        cfg=eval_params("score"),
     shell:
         job("score --generations {input} --out {output.rows} > {log} 2>&1")
 
@@ -57,17 +57,17 @@ rule perplexity:
     output:
         rows="results/eval/{split}/{model}--{guide}/ppl.jsonl",
         meta="results/eval/{split}/{model}--{guide}/ppl.meta.json",
-    params:
-        cfg=step_params("perplexity"),
-    threads: res("perplexity")["threads"]
-    resources:
-        **job_resources("perplexity"),
     log:
         "results/logs/perplexity/{model}--{guide}@{split}.log",
     benchmark:
         "results/benchmarks/perplexity/{model}--{guide}@{split}.tsv"
     conda:
         ENV
+    threads: res("perplexity")["threads"]
+    resources:
+        **job_resources("perplexity"),
+    params:
+        cfg=step_params("perplexity"),
     shell:
         job(
             "perplexity --generations {input.generations}"
@@ -76,7 +76,6 @@ rule perplexity:
 
 
 rule metrics:
-    localrule: True
     input:
         generations="results/eval/{split}/{model}--{guide}/generations.jsonl",
         scores="results/eval/{split}/{model}--{guide}/scores.jsonl",
@@ -88,17 +87,18 @@ rule metrics:
         ],
     output:
         "results/eval/{split}/{model}--{guide}/metrics.json",
-    params:
-        cfg=eval_params("metrics"),
-    threads: res("metrics")["threads"]
-    resources:
-        **job_resources("metrics"),
     log:
         "results/logs/metrics/{model}--{guide}@{split}.log",
     benchmark:
         "results/benchmarks/metrics/{model}--{guide}@{split}.tsv"
+    localrule: True
     conda:
         ENV
+    threads: res("metrics")["threads"]
+    resources:
+        **job_resources("metrics"),
+    params:
+        cfg=eval_params("metrics"),
     shell:
         "detoxlab --params {params.cfg:q} metrics --system {wildcards.model}--{wildcards.guide}"
         " --generations {input.generations} --scores {input.scores} --ppl {input.ppl} --out {output} > {log} 2>&1"
@@ -111,20 +111,17 @@ rule mmlu:
         guide=guide_dir,
     output:
         MMLU_JSON,
-    params:
-        cfg=step_params("mmlu"),
-        guide=guide_arg,
-    threads: res("mmlu")["threads"]
-    resources:
-        **job_resources("mmlu"),
     log:
         "results/logs/mmlu/{model}--{guide}.log",
     benchmark:
         "results/benchmarks/mmlu/{model}--{guide}.tsv"
     conda:
         ENV
+    threads: res("mmlu")["threads"]
+    resources:
+        **job_resources("mmlu"),
+    params:
+        cfg=step_params("mmlu"),
+        guide=guide_arg,
     shell:
-        job(
-            "mmlu --model-dir {input.model}"
-            " --guide-dir {params.guide} --out {output} > {log} 2>&1"
-        )
+        job("mmlu --model-dir {input.model}" " --guide-dir {params.guide} --out {output} > {log} 2>&1")

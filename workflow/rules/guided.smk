@@ -17,17 +17,17 @@ if config.get("guided"):
         output:
             rows="results/guided/{attribute}/reward_data.jsonl",
             meta="results/guided/{attribute}/reward_data.meta.json",
-        params:
-            cfg=lambda wc: guided_params("reward_data", wc.attribute),
-        threads: res("reward_data")["threads"]
-        resources:
-            **job_resources("reward_data"),
         log:
             "results/logs/guided/{attribute}.reward_data.log",
         benchmark:
             "results/benchmarks/guided/{attribute}.reward_data.tsv"
         conda:
             ENV
+        threads: res("reward_data")["threads"]
+        resources:
+            **job_resources("reward_data"),
+        params:
+            cfg=lambda wc: guided_params("reward_data", wc.attribute),
         shell:
             job(
                 "reward-data --attribute {wildcards.attribute}"
@@ -42,18 +42,18 @@ if config.get("guided"):
             teacher=teacher_dir,
         output:
             directory(REWARD_DIR),
-        params:
-            cfg=reward_training_params,
-            teacher=lambda wc, input: f"--teacher-dir {input.teacher}" if input.teacher else "",
-        threads: res("train_reward")["threads"]
-        resources:
-            **job_resources("train_reward"),
         log:
             "results/logs/guided/{attribute}.{variant}.log",
         benchmark:
             "results/benchmarks/guided/{attribute}.{variant}.tsv"
         conda:
             ENV
+        threads: res("train_reward")["threads"]
+        resources:
+            **job_resources("train_reward"),
+        params:
+            cfg=reward_training_params,
+            teacher=lambda wc, input: f"--teacher-dir {input.teacher}" if input.teacher else "",
         shell:
             job(
                 "train-reward --attribute {wildcards.attribute}"
@@ -62,29 +62,28 @@ if config.get("guided"):
             )
 
     rule reward_guide:
-        localrule: True
         input:
             REWARD_DIR,
         output:
             directory("results/guides/{attribute}.{variant}.k{k}.beta{beta}"),
-        wildcard_constraints:
-            k="[0-9]+",
-            beta="-?[0-9.e+-]+",
-        threads: res("derive")["threads"]
-        resources:
-            **job_resources("derive"),
         log:
             "results/logs/derive/{attribute}.{variant}.k{k}.beta{beta}.log",
         benchmark:
             "results/benchmarks/derive/{attribute}.{variant}.k{k}.beta{beta}.tsv"
+        wildcard_constraints:
+            k="[0-9]+",
+            beta="-?[0-9.e+-]+",
+        localrule: True
         conda:
             ENV
+        threads: res("derive")["threads"]
+        resources:
+            **job_resources("derive"),
         shell:
             "detoxlab reward-guide --variant {wildcards.variant} --reward-dir {input} --k {wildcards.k}"
             " --beta={wildcards.beta} --out {output} > {log} 2>&1"
 
     rule select_reward_guide:
-        localrule: True
         input:
             dirs=lambda wc: [GUIDE_DIR.format(guide=p.guide) for p in reward_choice(wc).candidates],
             metrics=lambda wc: [
@@ -94,18 +93,19 @@ if config.get("guided"):
             reference=f"results/eval/validation/{GUIDED['base']}--none/metrics.json",
         output:
             directory("results/guides/{attribute}.{variant}"),
-        params:
-            cfg=step_params("select"),
-            names=lambda wc: " ".join(p.label for p in reward_choice(wc).candidates),
-        threads: res("select")["threads"]
-        resources:
-            **job_resources("select"),
         log:
             "results/logs/select/{attribute}.{variant}.log",
         benchmark:
             "results/benchmarks/select/{attribute}.{variant}.tsv"
+        localrule: True
         conda:
             ENV
+        threads: res("select")["threads"]
+        resources:
+            **job_resources("select"),
+        params:
+            cfg=step_params("select"),
+            names=lambda wc: " ".join(p.label for p in reward_choice(wc).candidates),
         shell:
             "detoxlab --params {params.cfg:q} select --kind guide --names {params.names}"
             " --reference {input.reference} --dirs {input.dirs} --metrics {input.metrics} --out {output} > {log} 2>&1"

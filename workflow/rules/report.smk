@@ -2,9 +2,7 @@
 
 REPORT_SPLITS = config["evaluation"]["splits"]
 METRICS = [
-    f
-    for s in REPORT_SPLITS
-    for f in expand_systems("results/eval/{split}/{model}--{guide}/metrics.json", split=s)
+    f for s in REPORT_SPLITS for f in expand_systems("results/eval/{split}/{model}--{guide}/metrics.json", split=s)
 ]
 # every test continuation's scores under each evaluation scorer: their agreement
 SCORES = expand_systems("results/eval/test/{model}--{guide}/scores.jsonl") if "test" in REPORT_SPLITS else []
@@ -16,9 +14,7 @@ BENCHMARKS = [
     for s in REPORT_SPLITS
     for step in ("generate", "score", "perplexity")
     for f in expand_systems(f"results/benchmarks/{step}/{{model}}--{{guide}}@{{split}}.tsv", split=s)
-] + (
-    [f"results/benchmarks/mmlu/{m}--{g}.tsv" for m, g in mmlu_systems()] if MMLU_ENABLED else []
-)
+] + ([f"results/benchmarks/mmlu/{m}--{g}.tsv" for m, g in mmlu_systems()] if MMLU_ENABLED else [])
 BENCHMARKS += [f"results/benchmarks/materialize/{m}.tsv" for m in used_models()]
 # UniDetox: every grid point on the validation split, the analysis, and the cost of each training job.
 VALIDATION = [f"results/eval/validation/{m}--{g}/metrics.json" for m, g in tuning_systems()]
@@ -27,9 +23,7 @@ SELECTIONS = [s.directory for s in ud_plan.selections(config)]
 if config.get("unidetox"):
     BENCHMARKS += [f"results/benchmarks/unidetox/{job}.tsv" for job in ud_plan.SHARED_JOBS]
     BENCHMARKS += [
-        f"results/benchmarks/{folder}/{job}.tsv"
-        for s in ud_plan.selections(config)
-        for folder, job in s.build_jobs()
+        f"results/benchmarks/{folder}/{job}.tsv" for s in ud_plan.selections(config) for folder, job in s.build_jobs()
     ]
     BENCHMARKS += [
         f"results/benchmarks/{step}/{c.system}@validation.tsv"
@@ -76,16 +70,21 @@ GUIDED_PLOTS = (
     if config.get("guided")
     else []
 )
-REPORT_OUTPUTS = GUIDED_PLOTS + [
-    "results/report/table.md",
-    "results/report/table.csv",
-    "results/report/tox_vs_ppl.png",
-    "results/report/cost.csv",
-    "results/report/summary.json",
-    "results/report/claims.csv",
-    "results/report/metrics.json",
-    "results/report/tradeoff.csv",
-] + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else []) + ACF_PLOTS
+REPORT_OUTPUTS = (
+    GUIDED_PLOTS
+    + [
+        "results/report/table.md",
+        "results/report/table.csv",
+        "results/report/tox_vs_ppl.png",
+        "results/report/cost.csv",
+        "results/report/summary.json",
+        "results/report/claims.csv",
+        "results/report/metrics.json",
+        "results/report/tradeoff.csv",
+    ]
+    + (["results/report/unidetox_sensitivity.png"] if config.get("unidetox") else [])
+    + ACF_PLOTS
+)
 
 # What `dvc metrics` and `dvc plots` show (detoxlab dvc-sync writes these into dvc.yaml): the quality metrics of
 # every system, the test trade-off as a scatter, and the report's figures.
@@ -97,7 +96,6 @@ DVC_PLOTS = {
 
 
 rule report:
-    localrule: True
     input:
         metrics=METRICS,
         scores=SCORES,
@@ -132,18 +130,19 @@ rule report:
         claims=report("results/report/claims.csv", caption="../report/claims.rst", category="Results"),
         metrics="results/report/metrics.json",
         tradeoff="results/report/tradeoff.csv",
-    params:
-        cfg=step_params("report"),
-        analysis=lambda wc, input: f"--analysis {input.analysis}" if input.analysis else "",
-    threads: res("report")["threads"]
-    resources:
-        **job_resources("report"),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report/report.tsv"
+    localrule: True
     conda:
         ENV
+    threads: res("report")["threads"]
+    resources:
+        **job_resources("report"),
+    params:
+        cfg=step_params("report"),
+        analysis=lambda wc, input: f"--analysis {input.analysis}" if input.analysis else "",
     shell:
         "detoxlab --params {params.cfg:q} report --metrics {input.metrics} --mmlu {input.mmlu}"
         " --benchmarks {input.benchmarks} --validation {input.validation} {params.analysis}"
