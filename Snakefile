@@ -16,10 +16,12 @@ include: "workflow/rules/unidetox.smk"
 include: "workflow/rules/guided.smk"
 include: "workflow/rules/acf.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
     default_target: True
     input:
         REPORT_OUTPUTS,
+        EXPORTS,
     localrule: True

@@ -12,7 +12,7 @@ from tests.workflow_utils import copy_workflow, run_with_overlay, snakemake
 
 # smaller than the full smoke config (no MMLU, no preprompt systems) so the run stays short
 FAST = ("evaluation:\n  mmlu:\n    enabled: false\nsystems:\n  targets: [tiny_llama, tiny_gemma]\n  guides: []\n"
-        "guided: null\nacf: null\n")
+        "guided: null\nacf: null\nexport:\n  models: [tiny_gemma.unidetox, tiny_llama.lmsteer]\n")
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,18 @@ def unidetox_run(tmp_path_factory) -> Path:
 
 def _json(path: Path):
     return json.loads(path.read_text())
+
+
+def test_chosen_models_export_as_standard_checkpoints_with_the_reports_metrics(unidetox_run):
+    from tests.test_export import detoxlab_greedy, standalone_greedy
+
+    # a transferred UniDetox model (another architecture) and LM-Steer (folded into the output layer)
+    for name in ("tiny_gemma.unidetox", "tiny_llama.lmsteer"):
+        out = unidetox_run / "results/export" / name
+        assert standalone_greedy(out) == detoxlab_greedy(unidetox_run / "results/models" / name)
+        card = (out / "README.md").read_text()
+        assert f"System `{name}--none`" in card and "| test |" in card
+        assert _json(out / "manifest.json")["inputs"]["model"] == f"results/models/{name}"
 
 
 def test_toxic_corpus_comes_from_in_domain_training_prompts_only(unidetox_run):

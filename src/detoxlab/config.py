@@ -393,6 +393,7 @@ def job_resources(cfg: Mapping, step: str, models: Iterable[str] = ()) -> dict:
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "materialize": (),  # always written in float32; the device/dtype apply when a step loads it
     "build_guide": (),
+    "export": (),  # everything it writes comes from the artifacts
     "generate": ("seed", "device", "inference_dtype", "prompts", "generation"),
     "score": ("scorer", "evaluation.scorers", "evaluation.primary"),
     # the judge itself is an input path, so adding a judge reruns only the systems it now judges
