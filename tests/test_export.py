@@ -118,3 +118,6 @@ def test_a_guided_system_or_a_missing_model_is_a_clear_error(derived, tmp_path):
     with pytest.raises(ArtifactError, match="no finished model"):
         export("tiny_llama.nothing", tmp_path / "x", results=results)
     assert not (tmp_path / "x").exists()
+    res = subprocess.run([sys.executable, "-m", "detoxlab.cli", "export", "tiny_llama--rad", str(tmp_path / "y"),
+                          "--results", str(results)], capture_output=True, text=True)
+    assert res.returncode == 2 and "acts while decoding" in res.stderr and "Traceback" not in res.stderr

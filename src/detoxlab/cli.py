@@ -339,9 +339,14 @@ def _run(args) -> int:
 
         return write(args.out, check=args.check)
     if args.cmd == "export":  # needs no config: everything it writes comes from the artifacts
+        from detoxlab.artifacts import ArtifactError
         from detoxlab.export import export
 
-        info = export(args.target, args.out, args.results)
+        try:
+            info = export(args.target, args.out, args.results)
+        except (ArtifactError, ValueError) as exc:  # a wrong target: say so, no traceback
+            print(f"detoxlab export: {exc}", file=sys.stderr)
+            return 2
         print(f"exported {info['inputs']['model']} -> {args.out} ({info['n_parameters']} parameters)")
         return 0
     from detoxlab import evaluation as ev
