@@ -109,6 +109,19 @@ def test_model_card_records_method_hyperparameters_data_and_metrics(derived, tmp
     assert "| test | 0.125 [0.050, 0.200] | 0.300 [0.250, 0.350] | 40.0 [38.0, 42.0] (tiny_gemma) | 0.800 |" in card
 
 
+def test_export_replaces_an_earlier_export_but_never_another_directory(derived, tmp_path):
+    out = tmp_path / "export"
+    export(str(derived["delta"]), out)
+    export(str(derived["steer"]), out)  # an earlier export is replaced whole
+    assert standalone_greedy(out) == detoxlab_greedy(derived["steer"])
+    other = tmp_path / "my_models"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an earlier export"):
+        export(str(derived["delta"]), other)
+    assert (other / "keep.txt").read_text() == "mine" and len(list(other.iterdir())) == 1
+
+
 def test_a_guided_system_or_a_missing_model_is_a_clear_error(derived, tmp_path):
     results = derived["delta"].parent.parent
     with pytest.raises(ValueError, match="acts while decoding.*guides.processor"):

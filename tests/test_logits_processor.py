@@ -105,3 +105,17 @@ def test_a_prompt_guide_has_no_processor(tiny_llama_dir, tmp_path):
     prompt_guide = _guide_dir(tmp_path, "pre", {"type": "preprompt", "text": "Be kind."})
     with pytest.raises(ValueError, match="does not adjust logits"):
         processor(prompt_guide, model)
+
+
+def test_a_batch_without_a_pad_token_id_is_a_clear_error(tiny_llama_dir, guides):
+    from detoxlab.guides.logits_processor import GuideLogitsProcessor
+
+    model, tok, _ = load_model(tiny_llama_dir)
+    guide = load_guide(guides["arm"]).to(torch.device("cpu"), torch.float32)
+    proc = GuideLogitsProcessor(guide, pad_token_id=None)
+    enc = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match="pad_token_id=tokenizer.pad_token_id"):
+        proc(enc.input_ids, torch.zeros(2, len(tok)))
+    proc.attention_mask = enc.attention_mask  # an explicit mask is used for the next call only
+    proc(enc.input_ids, torch.zeros(2, len(tok)))
+    assert proc.attention_mask is None

@@ -103,3 +103,37 @@ def test_lora_with_trained_embeddings_is_a_clear_error(tiny_llama_dir):
     model, tok, _ = load_model(tiny_llama_dir)
     with pytest.raises(ValueError, match="train_embeddings: false"):
         finetune(model, tok, TEXTS, _settings(lora=LORA, train_embeddings=True))
+
+
+def test_a_lora_chain_keeps_every_iteration(tiny_llama_dir, tmp_path):
+    """ACF's M_i is stored over the root but trained from M_{i-1}: its adapted layers are stored merged, so the
+    saved M_2 is M_1's changes plus M_2's adapter, not the root plus M_2's adapter alone."""
+    from detoxlab.acf.steps import _save_model
+
+    root = tmp_path / "models"
+    it1, it2 = root / "tiny_llama.acf.seq.it1", root / "tiny_llama.acf.seq.it2"
+    for i, (start, out) in enumerate(((tiny_llama_dir, it1), (it1, it2))):
+        model, tok, _ = load_model(start)
+        history = finetune(model, tok, TEXTS, _settings(lora=LORA, seed=i))
+        _save_model(model, history, out, tiny_llama_dir, "tiny_llama", {}, {}, 0.0, {}, {}, start_dir=start)
+        enc = tok(TEXTS[:3], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            assert torch.allclose(model(**enc).logits, load_model(out)[0](**enc).logits, atol=1e-5), out.name
+    assert load_model(it1)[2]["derived"]["lora"] and load_model(it2)[2]["derived"]["delta"]
+
+
+def test_rl_rollouts_are_the_same_with_gradient_checkpointing(tiny_llama_dir):
+    from detoxlab.acf.rl import policy_gradient
+
+    prompts = [{"id": f"p{i}", "text": t, "group": "g", "domain": "id", "split": "train"}
+               for i, t in enumerate(TEXTS[:3])]
+    section = {"steps": 2, "prompts_per_step": 2, "samples_per_prompt": 2, "max_new_tokens": 6, "kl": 0.1}
+    runs = []
+    for checkpointing in (False, True):
+        model, tok, _ = load_model(tiny_llama_dir)
+        reference = load_model(tiny_llama_dir)[0]
+        history = policy_gradient(model, reference, tok, prompts, lambda texts: [len(t) % 2 for t in texts],
+                                  section, _settings(gradient_checkpointing=checkpointing), progress=False)
+        runs.append(history)
+    assert runs[0]["reward"] == runs[1]["reward"]  # the same rollouts: the KV cache is used in both
+    assert runs[0]["loss"] == pytest.approx(runs[1]["loss"], rel=1e-4, abs=1e-6)

@@ -35,12 +35,29 @@ def resolve_model_dir(target: str, results: str | Path = "results") -> Path:
     return model_dir
 
 
+def _check_destination(out: Path) -> None:
+    """Writing replaces ``out`` whole: only an earlier export (or nothing) may be there."""
+    if not out.exists():
+        return
+    if not out.is_dir() or (any(out.iterdir()) and not _is_export(out)):
+        raise ValueError(f"{out} exists and is not an earlier export: choose a new directory (nothing written)")
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        read_manifest(path, EXPORT_KIND)
+        return True
+    except ArtifactError:
+        return False
+
+
 def _evaluation_settings(results: Path, system: str) -> dict | None:
-    """The sampling settings the report's generations of ``system`` used (test split first)."""
+    """The sampling settings (and compute dtype) of the report's generations of ``system``, test split first."""
     for split in ("test", "validation"):
         meta = results / "eval" / split / system / "generations.meta.json"
         if meta.is_file():
-            return read_json(meta)["generation"]
+            info = read_json(meta)
+            return {**info["generation"], "dtype": str(info.get("dtype", "")).removeprefix("torch.") or None}
     return None
 
 
@@ -49,10 +66,11 @@ def _generation_config(model, tokenizer, settings: dict | None):
     gen.pad_token_id, gen.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     if tokenizer.bos_token_id is not None:
         gen.bos_token_id = tokenizer.bos_token_id
-    if settings:  # detoxlab's evaluation protocol as the checkpoint's default sampling
+    if settings:  # detoxlab's evaluation protocol as the checkpoint's default sampling, and nothing else
         gen.do_sample, gen.temperature = True, float(settings["temperature"])
         gen.top_k, gen.top_p = int(settings["top_k"]), float(settings["top_p"])
         gen.max_new_tokens = int(settings["max_new_tokens"])
+        gen.repetition_penalty, gen.typical_p, gen.min_p, gen.no_repeat_ngram_size = 1.0, 1.0, None, 0
     return gen
 
 
@@ -63,8 +81,9 @@ def export(target: str, out: str | Path, results: str | Path = "results") -> dic
     from detoxlab.model_card import model_card
     from detoxlab.models.registry import load_model
 
-    results = Path(results)
+    results, out = Path(results), Path(out)
     model_dir = resolve_model_dir(target, results)
+    _check_destination(out)
     t0 = time.perf_counter()
     model, tokenizer, manifest = load_model(model_dir, "cpu", torch.float32, fold=True)
     head = model.get_output_embeddings()
@@ -76,7 +95,8 @@ def export(target: str, out: str | Path, results: str | Path = "results") -> dic
         model.generation_config = _generation_config(model, tokenizer, settings)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(model_card(model_dir, manifest, results, system, settings), encoding="utf-8")
+        card = model_card(model_dir, manifest, results, system, settings, out.name)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
         return write_manifest(tmp, EXPORT_KIND, inputs={"model": str(model_dir)},
                               params={"system": system, "generation": settings}, root=manifest.get("root"),
                               architecture=model.config.model_type,

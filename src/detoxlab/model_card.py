@@ -93,7 +93,8 @@ def _primary_scorer(results: Path, system: str) -> str | None:
     return read_json(meta).get("primary") if meta.is_file() else None
 
 
-def model_card(model_dir: Path, manifest: dict, results: Path, system: str, sampling: dict | None) -> str:
+def model_card(model_dir: Path, manifest: dict, results: Path, system: str, sampling: dict | None,
+               export_name: str) -> str:
     model_dir = Path(model_dir)
     root = manifest.get("root") or model_dir.name
     trained_dir, trained = _effective(model_dir)
@@ -135,9 +136,11 @@ def model_card(model_dir: Path, manifest: dict, results: Path, system: str, samp
     else:
         lines.append(f"No report row for `{system}` in `{results / 'report' / 'table.csv'}`: metrics not available.")
     if sampling:
-        lines += ["", "The generation config holds the evaluation's sampling settings: "
-                  f"`{json.dumps(sampling, sort_keys=True)}`."]
+        shown = {k: v for k, v in sampling.items() if k != "dtype"}
+        lines += ["", "The generation config holds the evaluation's sampling settings (every other filter off): "
+                  f"`{json.dumps(shown, sort_keys=True)}`. The weights are float32; the evaluation computed in "
+                  f"{sampling.get('dtype') or 'float32'}."]
     lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-              f'model = AutoModelForCausalLM.from_pretrained("{model_dir.name}")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{model_dir.name}")', "```", ""]
+              f'model = AutoModelForCausalLM.from_pretrained("{export_name}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{export_name}")', "```", ""]
     return "\n".join(lines)

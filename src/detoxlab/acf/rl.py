@@ -58,9 +58,11 @@ def policy_gradient(model, reference, tokenizer, prompts: Seq[dict], reward_fn: 
 
     def loss_of(item):
         step, batch = item
+        model.eval()  # rollouts as the policy decodes: with a KV cache (gradient checkpointing drops it in train mode)
         rows, _ = generate(model, tokenizer, batch, load_guide(None), sampling, section["samples_per_prompt"],
                            len(batch) * section["samples_per_prompt"], settings.seed + step, progress=False,
                            keep_tokens=True)
+        model.train()
         # an immediate EOS leaves nothing to reinforce: rewards and log-probabilities keep the same rows
         pairs = [(r, s) for r in rows if (s := sample_sequence(r, tokenizer, max_length=1 << 30)) is not None]
         texts, seqs = [r["continuation"] for r, _ in pairs], [s for _, s in pairs]

@@ -180,13 +180,16 @@ def _domain_data(cfg: dict, data_file: str, tokenizer, max_length: int, iteratio
 
 
 def _save_model(model, history: dict, out: str, root_dir: str, root: str, inputs: dict, params: dict,
-                seconds: float, before: dict, after: dict) -> dict:
+                seconds: float, before: dict, after: dict, start_dir: str | None = None) -> dict:
+    """A delta over the root; a model trained from another start (iteration i > 1) stores its trained layers'
+    full values, so a LoRA adapter on top of M_{i-1} does not lose M_{i-1}'s own changes."""
     from detoxlab.models.derived import save_derived, trained_weights
 
     training = {k: history[k] for k in history if k != "trainable"}
     training.update(seconds=round(seconds, 2), objective_before=before, objective_after=after)
-    return save_derived(out, root_dir, root=root, **trained_weights(model, history["trainable"]), inputs=inputs,
-                        params=params, training=training)
+    merge = start_dir is not None and os.path.realpath(start_dir) != os.path.realpath(root_dir)
+    return save_derived(out, root_dir, root=root, **trained_weights(model, history["trainable"], merge=merge),
+                        inputs=inputs, params=params, training=training)
 
 
 def _train_regularised(cfg: dict, seqs_of, start_dir: str, root_dir: str, root: str, out: str, inputs: dict,
@@ -239,7 +242,7 @@ def _train_regularised(cfg: dict, seqs_of, start_dir: str, root_dir: str, root: 
         before[part], after[part] = float(np.mean(history[part][:k])), float(np.mean(history[part][-k:]))
     return _save_model(model, history, out, root_dir, root, inputs,
                        {**params, "finetune": ac["finetune"], "lambda": lam, "seed": cfg["seed"]}, seconds, before,
-                       after)
+                       after, start_dir=start_dir)
 
 
 def finetune(cfg: dict, run: str, iteration: int, data_file: str, start_dir: str, nado_dir: str, root_dir: str,

@@ -40,7 +40,8 @@ class GuideLogitsProcessor(LogitsProcessor):
         self.guide, self.pad_token_id = guide, pad_token_id
         self.settings = guide.sampling_settings(SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p))
         self.session, self._seen = None, None
-        self.attention_mask: torch.Tensor | None = None  # set it for prompts whose padding is not the pad token
+        #: the next generate() call's prompt mask, for padding that is not the pad token (used once, then cleared)
+        self.attention_mask: torch.Tensor | None = None
 
     @property
     def generate_kwargs(self) -> dict:
@@ -54,8 +55,12 @@ class GuideLogitsProcessor(LogitsProcessor):
                 and torch.equal(input_ids[:, :-1], seen):
             self.session.update(input_ids[:, -1])
         else:  # the first step of a generate() call: the prompts
-            mask = self.attention_mask if self.attention_mask is not None else prompt_mask(input_ids,
-                                                                                             self.pad_token_id)
+            mask, self.attention_mask = self.attention_mask, None
+            if mask is None:
+                if self.pad_token_id is None and input_ids.shape[0] > 1:
+                    raise ValueError("a batch of prompts needs the pad token id to tell padding from text: pass "
+                                     "pad_token_id=tokenizer.pad_token_id to processor()")
+                mask = prompt_mask(input_ids, self.pad_token_id)
             self.session = self.guide.session(input_ids, mask.to(input_ids.device))
         self._seen = input_ids
         return self.session.adjust(scores).to(scores.dtype)

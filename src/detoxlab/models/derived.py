@@ -157,9 +157,12 @@ def changed_tensors(model: torch.nn.Module, names: list[str]) -> dict[str, torch
     return {n: params[n].detach().float().cpu().clone() for n in names}
 
 
-def trained_weights(model: torch.nn.Module, names: list[str]) -> dict:
-    """``save_derived``'s keyword for what a fine-tune changed: its LoRA adapter, else the trained tensors."""
+def trained_weights(model: torch.nn.Module, names: list[str], merge: bool = False) -> dict:
+    """``save_derived``'s keyword for what a fine-tune changed: its LoRA adapter, else the trained tensors.
+    ``merge``: the adapted layers' merged values instead of the adapter (a model saved over another base than
+    the one it started from: the adapter alone would drop the start's own changes)."""
     from detoxlab.training import lora
 
-    found = lora.adapter(model)
-    return {"lora": found} if found is not None else {"delta": changed_tensors(model, names)}
+    if lora.adapter_layers(model):
+        return {"delta": lora.merged_weights(model)} if merge else {"lora": lora.adapter(model)}
+    return {"delta": changed_tensors(model, names)}

@@ -124,6 +124,8 @@ def prepare_trainable(model: torch.nn.Module, settings: FinetuneSettings) -> lis
 
         if settings.train_embeddings:
             raise ValueError("lora: an adapter trains only its own matrices; set train_embeddings: false")
+        if settings.train_layers == 0:
+            raise ValueError("lora: train_layers is 0, so there is no block to adapt")
         names = lora.inject(model, settings.lora, top_blocks(model, settings.train_layers))
     if settings.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):

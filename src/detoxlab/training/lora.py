@@ -83,6 +83,13 @@ def adapter(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict] | No
     return tensors, {"scale": scale, "transposed": transposed}
 
 
+def merged_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``{"<module>.weight": W + scale * B A}`` of every adapted layer, as a plain model names it."""
+    tensors, spec = adapter(model)
+    base = {f"{name}.weight": m.base_layer.weight.detach().float().cpu() for name, m in adapter_layers(model).items()}
+    return {k: base[k] + d for k, d in updates(tensors, spec, "the trained adapter").items()}
+
+
 def updates(tensors: dict[str, torch.Tensor], spec: dict, source: str) -> dict[str, torch.Tensor]:
     """``{"<module>.weight": scale * B A}``, in each weight's own layout."""
     from detoxlab.artifacts import ArtifactError
