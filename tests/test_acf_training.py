@@ -392,3 +392,13 @@ def test_rl_reward_is_the_oracle_label_or_the_soft_score():
     assert rl_rewards(cfg, tox) == [1.0, 0.0, 0.0, 1.0]  # a failed score counts as toxic; 0.5 is not > 0.5
     cfg["acf"]["baselines"]["rl"]["reward"] = "soft"
     assert rl_rewards(cfg, tox) == pytest.approx([0.9, 0.3, 0.0, 0.5])
+
+
+def test_samples_whose_prompt_fills_max_length_are_left_out_and_counted(tiny_llama, caplog):
+    _, tok = tiny_llama
+    rows = [{"prompt": PROMPTS[0], "tokens": [5, 6], "label": 1.0},
+            {"prompt": PROMPTS[0] * 8, "tokens": [5, 6], "label": 1.0}]
+    with caplog.at_level("WARNING"):
+        seqs = from_samples(rows, tok, max_length=len(tok(PROMPTS[0]).input_ids) + 2)
+    assert len(seqs) == 1 and seqs[0].n_predicted == 2
+    assert "1 of 2 samples left out" in caplog.text

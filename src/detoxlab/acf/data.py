@@ -7,6 +7,7 @@ the prompt, so every sequence has a position that conditions on its "prompt".
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 TOXIC, GENERAL = "toxic", "general"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,11 @@ def sample_sequence(row: dict, tokenizer, max_length: int, domain: str = TOXIC) 
 
 
 def from_samples(rows: Seq[dict], tokenizer, max_length: int, domain: str = TOXIC) -> list[Sequence]:
-    return [s for s in (sample_sequence(r, tokenizer, max_length, domain) for r in rows) if s is not None]
+    seqs = [s for s in (sample_sequence(r, tokenizer, max_length, domain) for r in rows) if s is not None]
+    if len(seqs) < len(rows):  # a prompt that fills max_length leaves nothing of its continuation to learn
+        log.warning("%d of %d samples left out: their prompt alone fills max_length %d (raise it)",
+                    len(rows) - len(seqs), len(rows), max_length)
+    return seqs
 
 
 def from_texts(texts: Seq[str], tokenizer, max_length: int, domain: str = TOXIC,
