@@ -86,9 +86,6 @@ def export(target: str, out: str | Path, results: str | Path = "results") -> dic
     _check_destination(out)
     t0 = time.perf_counter()
     model, tokenizer, manifest = load_model(model_dir, "cpu", torch.float32, fold=True)
-    head = model.get_output_embeddings()
-    if head._forward_pre_hooks or head._forward_hooks:
-        raise RuntimeError(f"{model_dir}: a hook is still attached after folding; the export would differ")
     system = f"{model_dir.name}--{NO_GUIDE}"
     settings = _evaluation_settings(results, system)
     with atomic_dir(out) as tmp:

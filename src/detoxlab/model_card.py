@@ -55,8 +55,9 @@ def _root_source(model_dir: Path) -> dict:
 
 def _input_summary(path: str) -> str:
     """One line on an input artifact: its metadata's counts and provenance where it has any."""
-    p = Path(path)
-    meta = p.with_name(p.name.removesuffix(".jsonl") + ".meta.json")
+    from detoxlab.evaluation import meta_path
+
+    meta = meta_path(path)
     if not meta.is_file():
         return f"`{path}`"
     info = read_json(meta)

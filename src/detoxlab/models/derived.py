@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from detoxlab.artifacts import ArtifactError, atomic_dir, relative_path, write_manifest
+from detoxlab.artifacts import ArtifactError, atomic_dir, read_manifest, relative_path, write_manifest
 
 DELTA_FILE = "delta.safetensors"
 STEER_FILE = "steer.safetensors"
@@ -115,7 +115,6 @@ def load_derived(model_dir: Path, spec: dict, device, dtype, fold: bool = False)
 def changed_weights(model_dir: str | os.PathLike, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The new values of the tensors a fine-tuned derived model changed: its delta, or its LoRA layers merged
     into ``base`` (its base model's parameters)."""
-    from detoxlab.artifacts import read_manifest
     from detoxlab.models.registry import MODEL_KIND
 
     model_dir = Path(model_dir)
